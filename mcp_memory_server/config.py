@@ -1,0 +1,88 @@
+"""Settings, read from the environment and `.env`. No I/O beyond that.
+
+Every setting has an environment variable of the same name in upper case
+(`milvus_uri` -> `MILVUS_URI`). The README lists them all with their defaults.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+COMMUNITY_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
+
+
+def default_data_dir() -> Path:
+    """Per-user data directory: `$XDG_DATA_HOME/mcp-memory-server` (default `~/.local/share/...`)."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "mcp-memory-server"
+
+
+class Limits(BaseSettings):
+    """Input limits. Anything over a limit is refused with a clear error and nothing is stored."""
+
+    model_config = SettingsConfigDict(env_prefix="MEMORY_MAX_", env_file=".env", extra="ignore")
+
+    content_chars: int = Field(8_000, ge=1)
+    query_chars: int = Field(2_000, ge=1)
+    batch: int = Field(512, ge=1)
+    tags: int = Field(16, ge=0)
+    tag_chars: int = Field(64, ge=1)
+    metadata_bytes: int = Field(8_192, ge=2)
+    metadata_depth: int = Field(6, ge=1)
+    k: int = Field(100, ge=1)
+    agent_id_chars: int = Field(128, ge=1)
+    kind_chars: int = Field(64, ge=1)
+
+
+class Settings(BaseSettings):
+    """Everything the server can be told. Defaults run fully offline on Milvus Lite."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    milvus_uri: str = Field(default_factory=lambda: str(default_data_dir() / "memory.db"))
+    milvus_token: str | None = None
+    memory_collection: str = "agent_memory"
+    memory_default_community: str = "default"
+    # HNSW keeps a community-filtered search at 100k memories in a few ms; FLAT is exact but scans.
+    memory_index_type: Literal["HNSW", "FLAT", "IVF_FLAT", "IVF_SQ8", "AUTOINDEX"] = "HNSW"
+
+    embedding_provider: Literal["local", "openai"] = "local"
+    embedding_model: str = "all-MiniLM-L6-v2"
+    embedding_dimension: int | None = Field(None, ge=1)
+    embedding_batch_size: int = Field(64, ge=1)
+    openai_api_key: str | None = None
+    openai_base_url: str = "https://api.openai.com/v1"
+
+    memory_hub_url: str | None = None
+    memory_hub_token: str | None = None
+    memory_host: str = "127.0.0.1"
+    memory_port: int = Field(8765, ge=0, le=65535)
+
+    limits: Limits = Field(default_factory=lambda: Limits())
+
+    @field_validator("memory_default_community")
+    @classmethod
+    def _community_name(cls, value: str) -> str:
+        if not re.match(COMMUNITY_PATTERN, value):
+            raise ValueError(f"MEMORY_DEFAULT_COMMUNITY must match {COMMUNITY_PATTERN}, got {value!r}")
+        return value
+
+    @property
+    def is_lite(self) -> bool:
+        """True when MILVUS_URI names a local Milvus Lite database file rather than a server."""
+        return not self.milvus_uri.startswith(("http://", "https://", "tcp://", "unix:"))
+
+    @property
+    def dimension(self) -> int:
+        """The embedding dimension the collection is created with."""
+        if self.embedding_dimension is not None:
+            return self.embedding_dimension
+        if self.embedding_provider == "local":
+            return 384
+        return 1536  # text-embedding-3-small

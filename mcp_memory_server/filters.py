@@ -1,0 +1,62 @@
+"""Milvus filter expressions built from user values.
+
+Milvus Lite does not support `filter_params`, so every user value is written into the
+expression text. `quote` is the one place that turns a value into a string literal; nothing
+else in the package formats a user value into a filter.
+
+The Milvus expression grammar accepts any character inside a double-quoted literal except an
+unescaped `"`, `\\`, newline or carriage return, and knows the escapes `\\\\ \\" \\n \\r` (it
+rejects `\\u` and `\\x`), so those four are the only characters that need escaping.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r"}
+
+
+def quote(value: str) -> str:
+    """Return `value` as a Milvus double-quoted string literal that matches exactly `value`."""
+    return '"' + "".join(_ESCAPES.get(ch, ch) for ch in value) + '"'
+
+
+def quote_list(values: Iterable[str]) -> str:
+    """Return a Milvus list literal of quoted strings: `["a", "b"]`."""
+    return "[" + ", ".join(quote(v) for v in values) + "]"
+
+
+@dataclass(frozen=True)
+class MemoryFilter:
+    """What a read or delete is restricted to. Empty fields mean "no restriction on this field"."""
+
+    communities: Sequence[str]
+    kinds: Sequence[str] = ()
+    tags: Sequence[str] = ()
+    agent_ids: Sequence[str] = ()
+    ids: Sequence[str] = ()
+    since_ms: int | None = None
+    exclude_kinds: Sequence[str] = ()
+
+    def expression(self) -> str:
+        """The filter expression. Always restricted to `communities`, which must not be empty."""
+        if not self.communities:
+            raise ValueError("a memory filter must name at least one community")
+        if len(self.communities) == 1:
+            parts = [f"community == {quote(self.communities[0])}"]
+        else:
+            parts = [f"community in {quote_list(self.communities)}"]
+        if self.ids:
+            parts.append(f"id in {quote_list(self.ids)}")
+        if self.kinds:
+            parts.append(f"kind in {quote_list(self.kinds)}")
+        if self.exclude_kinds:
+            parts.append(f"kind not in {quote_list(self.exclude_kinds)}")
+        if self.agent_ids:
+            parts.append(f"agent_id in {quote_list(self.agent_ids)}")
+        if self.tags:
+            parts.append(f"array_contains_any(tags, {quote_list(self.tags)})")
+        if self.since_ms is not None:
+            parts.append(f"created_at >= {int(self.since_ms)}")
+        return " and ".join(f"({p})" for p in parts)

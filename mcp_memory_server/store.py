@@ -1,0 +1,312 @@
+"""The Milvus collection behind the memory: schema, partition key, filters, search.
+
+The only module that imports pymilvus. Every method is blocking; callers run them in a worker
+thread. One `MemoryStore` per process: Milvus Lite lets a single process open a database.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pymilvus import (
+    AnnSearchRequest,
+    DataType,
+    Function,
+    FunctionType,
+    MilvusClient,
+    RRFRanker,
+    WeightedRanker,
+)
+from pymilvus.exceptions import MilvusException
+
+from .errors import DimensionMismatch, StoreError
+from .filters import MemoryFilter
+
+log = logging.getLogger(__name__)
+# pymilvus warns on every query_iterator against Milvus Lite ("failed to get mvccTs"): harmless.
+logging.getLogger("pymilvus").setLevel(logging.ERROR)
+
+SearchMode = Literal["hybrid", "semantic", "keyword"]
+
+# Hard ceilings fixed in the schema; configurable limits must stay below them.
+MAX_CONTENT_BYTES = 65_535
+MAX_TAGS = 64
+MAX_TAG_BYTES = 256
+MAX_AGENT_ID_BYTES = 256
+MAX_KIND_BYTES = 128
+MAX_COMMUNITY_BYTES = 64
+
+FIELDS = ["id", "content", "community", "kind", "tags", "agent_id", "created_at", "content_hash", "metadata"]
+
+
+@dataclass
+class MemoryRecord:
+    """One stored memory, without its vectors."""
+
+    id: str
+    content: str
+    community: str
+    kind: str
+    tags: list[str]
+    agent_id: str
+    created_at: int  # epoch milliseconds
+    content_hash: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_entity(cls, entity: dict[str, Any]) -> MemoryRecord:
+        return cls(**{name: entity.get(name) for name in FIELDS})  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class Fusion:
+    """How hybrid search fuses its dense and keyword rankings."""
+
+    ranker: Literal["rrf", "weighted"] = "rrf"
+    rrf_k: int = 60
+    dense_weight: float = 1.0
+    keyword_weight: float = 1.0
+
+
+class MemoryStore:
+    """Owns one Milvus connection and one collection. Constructing it does no I/O; `open` does."""
+
+    def __init__(
+        self,
+        uri: str,
+        collection: str,
+        dimension: int,
+        *,
+        token: str | None = None,
+        index_type: str = "HNSW",
+        fusion: Fusion | None = None,
+    ) -> None:
+        self.uri = uri
+        self.collection = collection
+        self.dimension = dimension
+        self.index_type = index_type
+        self.fusion = fusion or Fusion()
+        self._token = token
+        self._client: MilvusClient | None = None
+        self._open_lock = threading.Lock()
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Connect, create the collection if missing, check its dimension and load it.
+
+        Raises StoreError (the database is locked by another process, or unreachable) or
+        DimensionMismatch.
+        """
+        with self._open_lock:
+            if self._client is not None:
+                return
+            is_local = not self.uri.startswith(("http://", "https://", "tcp://", "unix:"))
+            if is_local:
+                Path(self.uri).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            try:
+                client = MilvusClient(uri=str(Path(self.uri).expanduser()) if is_local else self.uri,
+                                      token=self._token or "")
+            except MilvusException as exc:
+                if is_local and (Path(self.uri).expanduser() / "LOCK").exists():
+                    raise StoreError(
+                        f"Milvus Lite database {self.uri} is open in another process (only one process "
+                        "may open it). Run one hub (`mcp-memory-server serve --transport streamable-http`) "
+                        "and point other servers at it with MEMORY_HUB_URL."
+                    ) from exc
+                raise StoreError(f"cannot open Milvus at {self.uri}: {exc}") from exc
+            try:
+                self._ensure_collection(client)
+            except MilvusException as exc:
+                client.close()
+                raise StoreError(f"cannot prepare collection {self.collection!r} at {self.uri}: {exc}") from exc
+            except Exception:
+                client.close()
+                raise
+            self._client = client
+
+    def close(self) -> None:
+        with self._open_lock:
+            if self._client is not None:
+                try:
+                    self._client.flush(self.collection)
+                except MilvusException as exc:  # closing anyway; the WAL keeps acknowledged writes
+                    log.warning("flush on close failed: %s", exc)
+                self._client.close()
+                self._client = None
+
+    @property
+    def client(self) -> MilvusClient:
+        if self._client is None:
+            raise StoreError("the memory store is not open")
+        return self._client
+
+    def _ensure_collection(self, client: MilvusClient) -> None:
+        if client.has_collection(self.collection):
+            desc = client.describe_collection(self.collection)
+            for f in desc["fields"]:
+                if f["name"] == "dense":
+                    existing = int(f["params"]["dim"])
+                    if existing != self.dimension:
+                        raise DimensionMismatch(
+                            f"collection {self.collection!r} at {self.uri} stores {existing}-dimensional "
+                            f"vectors but the embedder produces {self.dimension}-dimensional ones; use "
+                            "the embedder it was built with, or another MEMORY_COLLECTION / MILVUS_URI"
+                        )
+            client.load_collection(self.collection)
+            return
+        schema = client.create_schema(auto_id=False, enable_dynamic_field=False)
+        schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=64)
+        schema.add_field("content", DataType.VARCHAR, max_length=MAX_CONTENT_BYTES, enable_analyzer=True,
+                         analyzer_params={"tokenizer": "standard", "filter": ["lowercase"]})
+        schema.add_field("dense", DataType.FLOAT_VECTOR, dim=self.dimension)
+        schema.add_field("sparse", DataType.SPARSE_FLOAT_VECTOR)
+        schema.add_field("community", DataType.VARCHAR, max_length=MAX_COMMUNITY_BYTES, is_partition_key=True)
+        schema.add_field("kind", DataType.VARCHAR, max_length=MAX_KIND_BYTES)
+        schema.add_field("tags", DataType.ARRAY, element_type=DataType.VARCHAR, max_capacity=MAX_TAGS,
+                         max_length=MAX_TAG_BYTES)
+        schema.add_field("agent_id", DataType.VARCHAR, max_length=MAX_AGENT_ID_BYTES)
+        schema.add_field("created_at", DataType.INT64)
+        schema.add_field("content_hash", DataType.VARCHAR, max_length=64)
+        schema.add_field("metadata", DataType.JSON)
+        schema.add_function(Function(name="content_bm25", function_type=FunctionType.BM25,
+                                     input_field_names=["content"], output_field_names=["sparse"]))
+        index = client.prepare_index_params()
+        index.add_index("dense", index_type=self.index_type, metric_type="COSINE", params=self._index_params())
+        index.add_index("sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
+        # Strong consistency: an acknowledged remember is visible to the very next recall.
+        client.create_collection(self.collection, schema=schema, index_params=index, consistency_level="Strong")
+        client.load_collection(self.collection)
+
+    def _index_params(self) -> dict[str, Any]:
+        if self.index_type == "HNSW":
+            return {"M": 16, "efConstruction": 200}
+        if self.index_type in ("IVF_FLAT", "IVF_SQ8"):
+            return {"nlist": 128}
+        return {}
+
+    def _search_params(self, k: int) -> dict[str, Any]:
+        if self.index_type == "HNSW":
+            return {"metric_type": "COSINE", "params": {"ef": max(64, 2 * k)}}
+        if self.index_type in ("IVF_FLAT", "IVF_SQ8"):
+            return {"metric_type": "COSINE", "params": {"nprobe": 16}}
+        return {"metric_type": "COSINE", "params": {}}
+
+    # -- writes ----------------------------------------------------------------------------
+
+    def insert(self, records: Sequence[MemoryRecord], vectors: Sequence[Sequence[float]]) -> None:
+        """Insert records with their dense vectors. The call returns once Milvus acknowledged it."""
+        rows = []
+        for record, vector in zip(records, vectors, strict=True):
+            row: dict[str, Any] = {name: getattr(record, name) for name in FIELDS}
+            row["dense"] = list(vector)
+            rows.append(row)
+        if rows:
+            self._call(self.client.insert, self.collection, rows)
+
+    def delete(self, flt: MemoryFilter) -> int:
+        """Delete every memory the filter matches; return how many there were."""
+        ids = [r["id"] for r in self._iterate(flt.expression(), ["id"])]
+        for start in range(0, len(ids), 1000):
+            chunk = ids[start:start + 1000]
+            self._call(self.client.delete, self.collection,
+                       filter=MemoryFilter(communities=flt.communities, ids=chunk).expression())
+        return len(ids)
+
+    # -- reads -----------------------------------------------------------------------------
+
+    def existing_ids(self, communities: Sequence[str], ids: Sequence[str]) -> set[str]:
+        if not ids:
+            return set()
+        rows = self._call(self.client.query, self.collection,
+                          filter=MemoryFilter(communities=communities, ids=ids).expression(),
+                          output_fields=["id"])
+        return {r["id"] for r in rows}
+
+    def get(self, flt: MemoryFilter, limit: int = 1000) -> list[MemoryRecord]:
+        rows = self._call(self.client.query, self.collection, filter=flt.expression(),
+                          output_fields=FIELDS, limit=limit)
+        return [MemoryRecord.from_entity(r) for r in rows]
+
+    def count(self, flt: MemoryFilter) -> int:
+        rows = self._call(self.client.query, self.collection, filter=flt.expression(),
+                          output_fields=["count(*)"])
+        return int(rows[0]["count(*)"]) if rows else 0
+
+    def group_counts(self) -> dict[tuple[str, str], int]:
+        """Number of memories per (community, kind), over the whole collection."""
+        counts: dict[tuple[str, str], int] = {}
+        for row in self._iterate("", ["community", "kind"]):
+            key = (row["community"], row["kind"])
+            counts[key] = counts.get(key, 0) + 1
+        return counts
+
+    def iterate(self, flt: MemoryFilter) -> Iterator[MemoryRecord]:
+        """Every memory the filter matches, in batches (for export)."""
+        for row in self._iterate(flt.expression(), FIELDS):
+            yield MemoryRecord.from_entity(row)
+
+    def search(
+        self,
+        flt: MemoryFilter,
+        k: int,
+        mode: SearchMode,
+        *,
+        vector: Sequence[float] | None = None,
+        text: str | None = None,
+    ) -> list[tuple[MemoryRecord, float]]:
+        """The k best memories for the query, best first, with their scores.
+
+        `semantic` needs `vector`, `keyword` needs `text`, `hybrid` needs both.
+        """
+        expr = flt.expression()
+        if mode == "semantic":
+            assert vector is not None
+            result = self._call(self.client.search, self.collection, data=[list(vector)], anns_field="dense",
+                                filter=expr, limit=k, output_fields=FIELDS, search_params=self._search_params(k))
+        elif mode == "keyword":
+            assert text is not None
+            result = self._call(self.client.search, self.collection, data=[text], anns_field="sparse",
+                                filter=expr, limit=k, output_fields=FIELDS,
+                                search_params={"metric_type": "BM25", "params": {}})
+        else:
+            assert vector is not None and text is not None
+            depth = max(k, 20)
+            requests = [
+                AnnSearchRequest([list(vector)], "dense", self._search_params(depth), depth, expr=expr),
+                AnnSearchRequest([text], "sparse", {"metric_type": "BM25", "params": {}}, depth, expr=expr),
+            ]
+            ranker = (RRFRanker(self.fusion.rrf_k) if self.fusion.ranker == "rrf"
+                      else WeightedRanker(self.fusion.dense_weight, self.fusion.keyword_weight))
+            result = self._call(self.client.hybrid_search, self.collection, requests, ranker, limit=k,
+                                output_fields=FIELDS)
+        hits = result[0] if result else []
+        # Milvus Lite reports BM25 as a negated distance, a Milvus server as a positive score.
+        convert = abs if mode == "keyword" else float
+        return [(MemoryRecord.from_entity(h["entity"]), convert(float(h["distance"]))) for h in hits]
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _iterate(self, expr: str, fields: list[str]) -> Iterator[dict[str, Any]]:
+        iterator = self._call(self.client.query_iterator, self.collection, batch_size=1000, filter=expr,
+                              output_fields=fields)
+        try:
+            while True:
+                batch = self._call(iterator.next)
+                if not batch:
+                    break
+                yield from batch
+        finally:
+            iterator.close()
+
+    @staticmethod
+    def _call(fn: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except MilvusException as exc:
+            raise StoreError(f"Milvus call failed: {exc.message if hasattr(exc, 'message') else exc}") from exc

@@ -1,0 +1,1 @@
+"""OpenAgents agents that use the shared memory hub."""
