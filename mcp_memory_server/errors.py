@@ -9,7 +9,8 @@ whose message says what to change.
     ├── StoreError            Milvus cannot be opened or reached, or its collection does not fit
     │   └── DimensionMismatch the collection's vector dimension differs from the embedder's
     ├── EmbeddingError        the embedding model or API failed
-    └── HubUnavailable        a stdio server cannot reach the hub it was told to join
+    ├── HubUnavailable        a stdio server cannot reach the hub it was told to join
+    └── ConfigError           a setting or the token file (MEMORY_AUTH_FILE / MEMORY_AUTH_TOKENS) is invalid
 """
 
 from __future__ import annotations
@@ -53,3 +54,7 @@ class EmbeddingError(MemoryServerError):
 
 class HubUnavailable(MemoryServerError):
     """A stdio server was told to join a hub that does not answer."""
+
+
+class ConfigError(MemoryServerError):
+    """A setting, or the token file, is invalid; the message names the source and the fix."""

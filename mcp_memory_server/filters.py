@@ -31,7 +31,7 @@ def quote_list(values: Iterable[str]) -> str:
 class MemoryFilter:
     """What a read or delete is restricted to. Empty fields mean "no restriction on this field"."""
 
-    communities: Sequence[str]
+    communities: Sequence[str] | None  # None: every community (only for callers granted all)
     kinds: Sequence[str] = ()
     tags: Sequence[str] = ()
     agent_ids: Sequence[str] = ()
@@ -40,10 +40,13 @@ class MemoryFilter:
     exclude_kinds: Sequence[str] = ()
 
     def expression(self) -> str:
-        """The filter expression. Always restricted to `communities`, which must not be empty."""
-        if not self.communities:
-            raise ValueError("a memory filter must name at least one community")
-        if len(self.communities) == 1:
+        """The filter expression, restricted to `communities` (an empty list is an error, so that a
+        forgotten scope can never mean "everything")."""
+        if self.communities is None:
+            parts = []
+        elif not self.communities:
+            raise ValueError("a memory filter must name at least one community, or None for all")
+        elif len(self.communities) == 1:
             parts = [f"community == {quote(self.communities[0])}"]
         else:
             parts = [f"community in {quote_list(self.communities)}"]

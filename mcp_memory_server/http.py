@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
+import anyio
 from mcp.server.fastmcp import FastMCP
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -14,6 +16,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
+from .auth import ANONYMOUS_STATE_KEY
+from .errors import MemoryServerError
 from .runtime import Runtime
 
 
@@ -30,21 +34,45 @@ def hub_app(mcp: FastMCP, runtime: Runtime, *, middleware: Sequence[Middleware] 
 
     async def health(request: Request) -> JSONResponse:
         report = await health_report(runtime)
-        return JSONResponse(report, status_code=200 if report["ok"] else 503)
+        status = 200 if report["ok"] else 503
+        if (request.scope.get("state") or {}).get(ANONYMOUS_STATE_KEY):
+            report = {"ok": report["ok"]}  # details only for a valid token when tokens are configured
+        return JSONResponse(report, status_code=status)
 
     routes: list[BaseRoute] = [*streamable.routes, *sse.routes, Route("/health", health, methods=["GET"])]
     return Starlette(routes=routes, middleware=list(middleware), lifespan=lifespan)
 
 
-async def health_report(runtime: Runtime) -> dict[str, Any]:
-    """Whether the store answers, and the state of the embedder and index."""
+async def health_report(runtime: Runtime, wait: float = 5.0) -> dict[str, Any]:
+    """Whether the store answers, and the state of the embedder and index. Cheap (no scan):
+    safe to poll. `ok` is False while the memory is still opening or when Milvus does not answer."""
     report: dict[str, Any] = {"ok": False, "role": runtime.role}
     try:
-        memory = await runtime.memory()
-        stats = await memory.stats()
-    except Exception as exc:  # health reports every failure, whatever its type
-        report["error"] = f"{type(exc).__name__}: {exc}"
+        with anyio.fail_after(wait):
+            await runtime.wait_ready()
+    except TimeoutError:
+        report["error"] = "the memory is still opening"
         return report
-    report.update(ok=True, store=stats.store_uri, collection=stats.collection, memories=stats.total,
-                  embedder=stats.embedder, embedder_loaded=stats.embedder_loaded, index=stats.index_type)
+    except MemoryServerError as exc:
+        report["error"] = str(exc)
+        return report
+    service = runtime.service
+    if service is None:  # this process joined another hub: that hub's /health has the details
+        report.update(ok=True, hub=runtime.settings.memory_hub_url)
+        return report
+    embedder = service.embedder
+    report["embedder"] = {"name": embedder.name, "dimension": embedder.dimension,
+                          "loaded": bool(getattr(embedder, "loaded", True))}
+    store = service.store
+    started = time.perf_counter()
+    try:
+        state = await anyio.to_thread.run_sync(store.health)
+    except MemoryServerError as exc:
+        report["store"] = {"uri": store.uri, "collection": store.collection, "reachable": False, "error": str(exc)}
+        return report
+    report["store"] = {"uri": store.uri, "collection": store.collection, "reachable": True,
+                       "latency_ms": round(1000 * (time.perf_counter() - started), 2),
+                       "rows": state["rows"], "load_state": state["load_state"]}
+    report["index"] = state["index"]
+    report["ok"] = True
     return report

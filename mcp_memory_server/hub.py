@@ -64,6 +64,11 @@ class HubClient:
                 await session.initialize()
                 result = await session.call_tool(tool, arguments)
         except (httpx.HTTPError, OSError, ExceptionGroup) as exc:
+            if "401 Unauthorized" in _describe(exc):
+                raise HubUnavailable(
+                    f"the memory hub at {self.url} refused the token (HTTP 401): set MEMORY_HUB_TOKEN to a "
+                    "token listed in the hub's MEMORY_AUTH_FILE / MEMORY_AUTH_TOKENS"
+                ) from exc
             raise HubUnavailable(
                 f"the memory hub at {self.url} did not answer ({_describe(exc)}); start it with "
                 "`mcp-memory-server serve --transport streamable-http`, or unset MEMORY_HUB_URL"

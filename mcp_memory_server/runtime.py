@@ -111,12 +111,14 @@ class Runtime:
     async def _own(self) -> None:
         # Imported here, not at the top: pymilvus alone takes ~0.6 s to import, and a server must
         # answer `initialize` before that (stdio clients that join a hub never need it).
+        from .coalesce import CoalescingEmbedder
         from .embeddings import build_embedder
         from .service import MemoryService
         from .store import Fusion, MemoryStore
 
         settings = self.settings
-        embedder = build_embedder(settings)
+        # Concurrent clients' embeds share model calls (see coalesce.py).
+        embedder = CoalescingEmbedder(build_embedder(settings))
         store = MemoryStore(settings.milvus_uri, settings.memory_collection, embedder.dimension,
                             token=settings.milvus_token, index_type=settings.memory_index_type,
                             fusion=Fusion())

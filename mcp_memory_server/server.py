@@ -37,6 +37,8 @@ expert agents are best placed to answer a question. Memories are scoped to one c
 (the server's default unless you name one); pass `communities` to search several."""
 
 CALLER_STATE_KEY = "memory_caller"
+# A zero-argument callable counting one tool call against the caller's rate limit (auth.py sets it).
+ADMIT_STATE_KEY = "memory_admit"
 
 READ_ONLY = ToolAnnotations(readOnlyHint=True, destructiveHint=False, idempotentHint=True, openWorldHint=False)
 WRITE = ToolAnnotations(readOnlyHint=False, destructiveHint=False, idempotentHint=True, openWorldHint=False)
@@ -55,11 +57,15 @@ class Communities(BaseModel):
 
 
 def caller_of(ctx: Context[Any, Any, Any]) -> Caller:
-    """The caller the HTTP auth layer attached to this request; stdio callers are trusted."""
+    """The caller the HTTP auth layer attached to this request; stdio callers are trusted.
+    Counts the call against the caller's rate limit: raises RateLimited when over it."""
     request = ctx.request_context.request
     if request is None:
         return ANYONE
     state = request.scope.get("state") or {}
+    admit = state.get(ADMIT_STATE_KEY)
+    if admit is not None:
+        admit()
     caller = state.get(CALLER_STATE_KEY)
     return caller if isinstance(caller, Caller) else ANYONE
 

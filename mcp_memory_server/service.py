@@ -160,12 +160,10 @@ class MemoryService:
         if not ids and not kinds and not tags and agent_id is None:
             raise InvalidInput("forget needs ids, or at least one of kinds, tags, agent_id; "
                                "to empty a whole community pass kinds with every kind in it")
-        if ids is not None and len(ids) > self._limits.batch:
-            raise InvalidInput(f"{len(ids)} ids in one call, the limit is {self._limits.batch}")
         flt = MemoryFilter(
             communities=[name],
-            ids=list(ids or ()),
-            kinds=[check.kind(x, self._limits) for x in kinds or ()],
+            ids=check.memory_ids(list(ids or ()), self._limits),
+            kinds=check.kinds(list(kinds or ()), self._limits),
             tags=check.tags(list(tags or ()), self._limits),
             agent_ids=[check.agent_id(agent_id, self._limits)] if agent_id is not None else [],
         )
@@ -188,27 +186,32 @@ class MemoryService:
         scope = await self._scope(community, communities, caller)
         flt = MemoryFilter(
             communities=scope,
-            kinds=[check.kind(x, self._limits) for x in kinds or ()],
+            kinds=check.kinds(list(kinds or ()), self._limits),
             tags=check.tags(list(tags or ()), self._limits),
             agent_ids=[check.agent_id(agent_id, self._limits)] if agent_id is not None else [],
             since_ms=check.since_ms(since),
         )
-        if not scope:
+        if scope == []:
             return Recalled(hits=[], mode=mode, communities=[])
         vector = None
         if mode != "keyword":
             vector = (await anyio.to_thread.run_sync(self.embedder.embed, [query]))[0]
         found = await anyio.to_thread.run_sync(
             lambda: self.store.search(flt, k, mode, vector=vector, text=query))
-        return Recalled(hits=[_hit(r, s) for r, s in found], mode=mode, communities=list(scope))
+        return Recalled(hits=[_hit(r, s) for r, s in found], mode=mode,
+                        communities=[ALL_COMMUNITIES] if scope is None else scope)
 
     async def route(self, question: str, *, community: str | None = None, k: int = 3,
                     caller: Caller = ANYONE) -> Routed:
         """The experts of `community` best placed to answer `question`, judged by how well their
-        profile and skills fit it and by the memories they wrote that resemble it."""
+        profile and skills fit it and by the memories they wrote that resemble it (see
+        `routing.rank_experts`). Empty when no expert is a confident match."""
         check.query(question, self._limits)
         check.k(k, self._limits)
-        name = (await self._scope(community, None, caller))[0]
+        name = check.community_name(community or self.settings.memory_default_community)
+        caller.require(name)
+        if community is not None and not await self._exists(name):
+            raise UnknownCommunity(f"community {name!r} holds no memories yet, so it has no experts")
         profiles = await anyio.to_thread.run_sync(
             lambda: self.store.get(MemoryFilter(communities=[name], kinds=[PROFILE_KIND]), limit=1000))
         experts = sorted({p.agent_id for p in profiles})
@@ -227,7 +230,8 @@ class MemoryService:
             return profile_hits, experience_hits
 
         profile_hits, experience_hits = await anyio.to_thread.run_sync(gather)
-        chosen = rank_experts(experts, profile_hits, experience_hits, k, self.routing)
+        chosen = rank_experts(experts, profile_hits, experience_hits, k, self.routing, question=question,
+                              profiles=profiles, experience_complete=len(experience_hits) < depth)
         return Routed(experts=chosen, community=name)
 
     async def stats(self, caller: Caller = ANYONE) -> Stats:
@@ -251,15 +255,18 @@ class MemoryService:
 
     # -- helpers ---------------------------------------------------------------------------
 
-    async def _scope(self, community: str | None, communities: Sequence[str] | None, caller: Caller) -> list[str]:
-        """Which communities a read covers. Named communities must exist and be granted."""
+    async def _scope(self, community: str | None, communities: Sequence[str] | None,
+                     caller: Caller) -> list[str] | None:
+        """Which communities a read covers (None: all of them, for a caller granted all). Named
+        communities must exist and be granted."""
         if community is not None and communities:
             raise InvalidInput("pass either community or communities, not both")
         if communities:
             if ALL_COMMUNITIES in communities:
-                counts = await anyio.to_thread.run_sync(self.store.group_counts)
-                return sorted({c for c, _ in counts if caller.may_access(c)})
-            names = list(dict.fromkeys(check.community_name(c) for c in communities))
+                if caller.communities is None:
+                    return None  # every community: no community clause at all
+                return sorted([c for c in caller.communities if await self._exists(c)])
+            names = check.community_names(list(communities), self._limits)
             for name in names:
                 caller.require(name)
             present = [n for n in names if await self._exists(n)]

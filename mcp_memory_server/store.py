@@ -6,30 +6,45 @@ thread. One `MemoryStore` per process: Milvus Lite lets a single process open a 
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pymilvus import (
-    AnnSearchRequest,
-    DataType,
-    Function,
-    FunctionType,
-    MilvusClient,
-    RRFRanker,
-    WeightedRanker,
-)
-from pymilvus.exceptions import MilvusException
-
 from .errors import DimensionMismatch, StoreError
-from .filters import MemoryFilter
+from .filters import MemoryFilter, quote_list
+
+SERVER_SCHEMES = ("http://", "https://", "tcp://", "unix:")
+
+# pymilvus parses $MILVUS_URI when it is imported and raises on a Milvus Lite path. We read
+# MILVUS_URI ourselves (config.py), so a local path is hidden from pymilvus during its import.
+_lite_uri = os.environ.get("MILVUS_URI", "")
+if _lite_uri and not _lite_uri.startswith(SERVER_SCHEMES):
+    del os.environ["MILVUS_URI"]
+try:
+    from pymilvus import (
+        AnnSearchRequest,
+        DataType,
+        Function,
+        FunctionType,
+        MilvusClient,
+        RRFRanker,
+        WeightedRanker,
+    )
+    from pymilvus.exceptions import ConnectError, MilvusException, MilvusUnavailableException
+finally:
+    if _lite_uri:
+        os.environ["MILVUS_URI"] = _lite_uri
 
 log = logging.getLogger(__name__)
-# pymilvus warns on every query_iterator against Milvus Lite ("failed to get mvccTs"): harmless.
+# query_iterator against Milvus Lite makes pymilvus warn ("failed to get mvccTs") and Lite's in-process
+# gRPC server log AllocTimestamp as unimplemented, on every call; both are harmless.
 logging.getLogger("pymilvus").setLevel(logging.ERROR)
+logging.getLogger("grpc._server").setLevel(logging.CRITICAL)
 
 SearchMode = Literal["hybrid", "semantic", "keyword"]
 
@@ -71,6 +86,7 @@ class Fusion:
     rrf_k: int = 60
     dense_weight: float = 1.0
     keyword_weight: float = 1.0
+    depth: int = 20  # candidates each ranking contributes (at least k)
 
 
 class MemoryStore:
@@ -94,6 +110,8 @@ class MemoryStore:
         self._token = token
         self._client: MilvusClient | None = None
         self._open_lock = threading.Lock()
+        self._lite = False
+        self._lite_buckets: tuple[str, int] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -106,7 +124,7 @@ class MemoryStore:
         with self._open_lock:
             if self._client is not None:
                 return
-            is_local = not self.uri.startswith(("http://", "https://", "tcp://", "unix:"))
+            is_local = not self.uri.startswith(SERVER_SCHEMES)
             if is_local:
                 Path(self.uri).expanduser().parent.mkdir(parents=True, exist_ok=True)
             try:
@@ -129,6 +147,8 @@ class MemoryStore:
                 client.close()
                 raise
             self._client = client
+            self._lite = is_local
+            self._lite_buckets = _lite_partition_buckets(client, self.collection) if is_local else None
 
     def close(self) -> None:
         with self._open_lock:
@@ -208,6 +228,11 @@ class MemoryStore:
             rows.append(row)
         if rows:
             self._call(self.client.insert, self.collection, rows)
+            if self._lite:
+                # Milvus Lite searches unflushed rows without an index, in Python, at ~50 us a row (a
+                # 400-row memtable costs ~25 ms per recall; it holds up to 128 MB). A flush (~20 ms)
+                # moves them into an indexed segment; Lite compacts the small segments in the background.
+                self._call(self.client.flush, self.collection)
 
     def delete(self, flt: MemoryFilter) -> int:
         """Delete every memory the filter matches; return how many there were."""
@@ -223,20 +248,32 @@ class MemoryStore:
     def existing_ids(self, communities: Sequence[str], ids: Sequence[str]) -> set[str]:
         if not ids:
             return set()
-        rows = self._call(self.client.query, self.collection,
-                          filter=MemoryFilter(communities=communities, ids=ids).expression(),
-                          output_fields=["id"])
-        return {r["id"] for r in rows}
+        # By primary key alone, then the community in Python: an `id in [...]` query is a key lookup
+        # (~1 ms), while adding the community clause makes Milvus Lite scan (~30 ms at 2k rows).
+        rows = self._call(self.client.query, self.collection, filter=f"id in {quote_list(ids)}",
+                          output_fields=["id", "community"])
+        wanted = set(communities)
+        return {r["id"] for r in rows if r["community"] in wanted}
 
     def get(self, flt: MemoryFilter, limit: int = 1000) -> list[MemoryRecord]:
         rows = self._call(self.client.query, self.collection, filter=flt.expression(),
-                          output_fields=FIELDS, limit=limit)
+                          output_fields=FIELDS, limit=limit, partition_names=self._partitions(flt.communities))
         return [MemoryRecord.from_entity(r) for r in rows]
 
     def count(self, flt: MemoryFilter) -> int:
         rows = self._call(self.client.query, self.collection, filter=flt.expression(),
-                          output_fields=["count(*)"])
+                          output_fields=["count(*)"], partition_names=self._partitions(flt.communities))
         return int(rows[0]["count(*)"]) if rows else 0
+
+    def health(self) -> dict[str, Any]:
+        """A cheap look at the collection (no scan): rows, load state, dense index state.
+        Raises StoreError when Milvus does not answer."""
+        rows = self._call(self.client.get_collection_stats, self.collection)
+        load = self._call(self.client.get_load_state, self.collection)
+        index = self._call(self.client.describe_index, self.collection, "dense") or {}
+        return {"rows": int(rows.get("row_count", 0)), "load_state": str(load.get("state", "")).split(".")[-1],
+                "index": {"type": index.get("index_type", self.index_type), "state": index.get("state", "unknown"),
+                          "pending_rows": index.get("pending_index_rows", 0)}}
 
     def group_counts(self) -> dict[tuple[str, str], int]:
         """Number of memories per (community, kind), over the whole collection."""
@@ -265,18 +302,20 @@ class MemoryStore:
         `semantic` needs `vector`, `keyword` needs `text`, `hybrid` needs both.
         """
         expr = flt.expression()
+        partitions = self._partitions(flt.communities)
         if mode == "semantic":
             assert vector is not None
             result = self._call(self.client.search, self.collection, data=[list(vector)], anns_field="dense",
-                                filter=expr, limit=k, output_fields=FIELDS, search_params=self._search_params(k))
+                                filter=expr, limit=k, output_fields=FIELDS, search_params=self._search_params(k),
+                                partition_names=partitions)
         elif mode == "keyword":
             assert text is not None
             result = self._call(self.client.search, self.collection, data=[text], anns_field="sparse",
                                 filter=expr, limit=k, output_fields=FIELDS,
-                                search_params={"metric_type": "BM25", "params": {}})
+                                search_params={"metric_type": "BM25", "params": {}}, partition_names=partitions)
         else:
             assert vector is not None and text is not None
-            depth = max(k, 20)
+            depth = max(k, self.fusion.depth)
             requests = [
                 AnnSearchRequest([list(vector)], "dense", self._search_params(depth), depth, expr=expr),
                 AnnSearchRequest([text], "sparse", {"metric_type": "BM25", "params": {}}, depth, expr=expr),
@@ -284,13 +323,26 @@ class MemoryStore:
             ranker = (RRFRanker(self.fusion.rrf_k) if self.fusion.ranker == "rrf"
                       else WeightedRanker(self.fusion.dense_weight, self.fusion.keyword_weight))
             result = self._call(self.client.hybrid_search, self.collection, requests, ranker, limit=k,
-                                output_fields=FIELDS)
+                                output_fields=FIELDS, partition_names=partitions)
         hits = result[0] if result else []
         # Milvus Lite reports BM25 as a negated distance, a Milvus server as a positive score.
         convert = abs if mode == "keyword" else float
         return [(MemoryRecord.from_entity(h["entity"]), convert(float(h["distance"]))) for h in hits]
 
     # -- helpers ---------------------------------------------------------------------------
+
+    def _partitions(self, communities: Sequence[str] | None) -> list[str] | None:
+        """On Milvus Lite, the partition-key buckets that can hold `communities` (None elsewhere,
+        and for a search over every community).
+
+        A Milvus server prunes partition-key buckets from the filter by itself; Milvus Lite does
+        not, and scans every row of every bucket in Python (~2 us a row: ~200 ms per search at 100k
+        memories). Naming the buckets restricts the scan to the communities searched.
+        """
+        if self._lite_buckets is None or communities is None:
+            return None
+        prefix, n = self._lite_buckets
+        return sorted({f"{prefix}{_lite_bucket(c, n)}" for c in communities})
 
     def _iterate(self, expr: str, fields: list[str]) -> Iterator[dict[str, Any]]:
         iterator = self._call(self.client.query_iterator, self.collection, batch_size=1000, filter=expr,
@@ -304,9 +356,62 @@ class MemoryStore:
         finally:
             iterator.close()
 
-    @staticmethod
-    def _call(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """Run a client call; on a lost connection, reconnect once and retry it. Raises StoreError."""
         try:
             return fn(*args, **kwargs)
         except MilvusException as exc:
-            raise StoreError(f"Milvus call failed: {exc.message if hasattr(exc, 'message') else exc}") from exc
+            if not (_connection_lost(exc) and getattr(fn, "__self__", None) is self._client):
+                raise StoreError(f"Milvus call failed: {_message(exc)}") from exc
+            log.warning("lost the connection to Milvus at %s (%s): reconnecting", self.uri, _message(exc))
+            try:
+                self._reconnect(fn.__self__)
+                return getattr(self.client, fn.__name__)(*args, **kwargs)
+            except MilvusException as again:
+                raise StoreError(f"Milvus at {self.uri} is unreachable: {_message(again)}") from again
+
+    def _reconnect(self, failed: Any) -> None:
+        with self._open_lock:
+            broken = self._client
+            if broken is None or broken is not failed:  # another thread reconnected already
+                return
+            self._client = None
+            try:
+                broken.close()
+            except MilvusException:  # already broken: that is why we reconnect
+                pass
+        self.open()
+
+
+def _lite_bucket(community: str, buckets: int) -> int:
+    """The bucket Milvus Lite routes a partition-key value to (milvus_lite/engine/collection.py,
+    `_insert_with_partition_key`). tests/test_store_lite_pruning.py fails if Lite changes it."""
+    return int(hashlib.md5(community.encode(), usedforsecurity=False).hexdigest(), 16) % buckets
+
+
+def _lite_partition_buckets(client: MilvusClient, collection: str) -> tuple[str, int] | None:
+    """(prefix, count) of Milvus Lite's partition-key buckets, if the collection has exactly the
+    buckets this module knows how to address; otherwise None (no pruning, still correct)."""
+    try:
+        from milvus_lite.constants import DEFAULT_NUM_PARTITIONS, PARTITION_KEY_BUCKET_PREFIX
+        names = set(client.list_partitions(collection))
+    except (ImportError, MilvusException):
+        return None
+    expected = {f"{PARTITION_KEY_BUCKET_PREFIX}{i}" for i in range(DEFAULT_NUM_PARTITIONS)}
+    if not expected <= names or len(names - expected - {"_default"}) > 0:
+        return None
+    return PARTITION_KEY_BUCKET_PREFIX, int(DEFAULT_NUM_PARTITIONS)
+
+
+_CONNECTION_LOST = ("should create connection first", "fail connecting", "closed channel", "unavailable",
+                    "connection refused", "failed to connect")
+
+
+def _connection_lost(exc: MilvusException) -> bool:
+    """Whether the error means the connection is gone (rather than a bad request)."""
+    return isinstance(exc, ConnectError | MilvusUnavailableException) or any(
+        marker in _message(exc).lower() for marker in _CONNECTION_LOST)
+
+
+def _message(exc: MilvusException) -> str:
+    return str(getattr(exc, "message", "") or exc)

@@ -13,6 +13,7 @@ from .errors import InvalidInput
 from .store import MAX_AGENT_ID_BYTES, MAX_CONTENT_BYTES, MAX_KIND_BYTES, MAX_TAG_BYTES, MAX_TAGS
 
 _COMMUNITY = re.compile(COMMUNITY_PATTERN)
+MAX_ID_CHARS = 64
 
 
 def community_name(name: str) -> str:
@@ -57,6 +58,29 @@ def kind(value: str, limits: Limits) -> str:
 
 def agent_id(value: str, limits: Limits) -> str:
     return label(value, "agent_id", limits.agent_id_chars, MAX_AGENT_ID_BYTES)
+
+
+def kinds(values: list[str], limits: Limits) -> list[str]:
+    if len(values) > limits.kinds:
+        raise InvalidInput(f"{len(values)} kinds given, the limit is {limits.kinds}")
+    return [kind(value, limits) for value in values]
+
+
+def community_names(values: list[str], limits: Limits) -> list[str]:
+    """Several community names (duplicates dropped); "*" is left to the caller."""
+    if len(values) > limits.communities:
+        raise InvalidInput(f"{len(values)} communities given, the limit is {limits.communities}: "
+                           'pass ["*"] to search every community you may read')
+    return list(dict.fromkeys(community_name(value) for value in values))
+
+
+def memory_ids(values: list[str], limits: Limits) -> list[str]:
+    if len(values) > limits.batch:
+        raise InvalidInput(f"{len(values)} ids in one call, the limit is {limits.batch}")
+    for value in values:
+        if not isinstance(value, str) or not 1 <= len(value) <= MAX_ID_CHARS:
+            raise InvalidInput(f"id {str(value)[:40]!r} is not a memory id (1-{MAX_ID_CHARS} characters)")
+    return values
 
 
 def tags(values: list[str], limits: Limits) -> list[str]:
@@ -105,6 +129,8 @@ def since_ms(value: str | None) -> int | None:
     """ISO-8601 date or datetime (naive means UTC) -> epoch milliseconds."""
     if value is None:
         return None
+    if len(value) > 64:
+        raise InvalidInput(f"since {value[:40]!r}... is not an ISO-8601 date or time, e.g. 2026-11-24")
     try:
         moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
     except (ValueError, AttributeError) as exc:

@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+import socket
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+import uvicorn
 from mcp import ClientSession
 from mcp.shared.memory import create_connected_server_and_client_session
 from mcp.types import CallToolResult, TextContent
 
 from mcp_memory_server.config import Settings
+from mcp_memory_server.http import hub_app
 from mcp_memory_server.runtime import Runtime
 from mcp_memory_server.server import build_server
 
@@ -72,3 +80,65 @@ def dumps(value: Any) -> str:
 @pytest.fixture(scope="session")
 def repo_root() -> Iterator[Path]:
     yield Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class Hub:
+    """A running hub: `url` is its streamable HTTP endpoint, `base` its root."""
+
+    base: str
+    settings: Settings
+    runtime: Runtime
+
+    @property
+    def url(self) -> str:
+        return f"{self.base}/mcp"
+
+    @property
+    def sse_url(self) -> str:
+        return f"{self.base}/sse"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def running_hub(settings: Settings, middleware: Sequence[Any] = (), timeout: float = 60.0) -> Iterator[Hub]:
+    """A hub (uvicorn + hub_app) on a free loopback port, in a thread with its own event loop.
+    Yields once /health answers ok; stops it (and closes the store) on exit."""
+    runtime = Runtime(settings)
+    app = hub_app(build_server(runtime), runtime, middleware=middleware)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning",
+                                           lifespan="on", timeout_graceful_shutdown=2))
+    thread = threading.Thread(target=server.run, name="test-hub", daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + timeout
+        while not server.started:
+            if time.monotonic() > deadline or not thread.is_alive():
+                raise RuntimeError("the test hub did not start")
+            time.sleep(0.02)
+        base = f"http://127.0.0.1:{server.config.port}"
+        while httpx.get(f"{base}/health", timeout=timeout).status_code != 200:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the test hub never became healthy")
+            time.sleep(0.05)
+        yield Hub(base=base, settings=settings, runtime=runtime)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+
+
+@pytest.fixture
+def hub(settings: Settings) -> Iterator[Hub]:
+    with running_hub(settings) as running:
+        yield running
+
+
+@pytest.fixture
+def hub_url(hub: Hub) -> str:
+    """Streamable HTTP URL of a hub on a free port with a fresh Lite database."""
+    return hub.url

@@ -72,7 +72,7 @@ async def test_hub_and_two_stdio_one_sse_one_http_client_share_one_memory(tmp_pa
                 for name in clients:
                     tasks.start_soon(remember, name)
             for reader, session in clients.items():
-                for writer, fact in facts.items():
+                for writer in facts:
                     hits = (await call(session, "recall", query=f"the {writer} client's favourite number",
                                        community="shared", k=4))["hits"]
                     assert ids[writer] in [h["id"] for h in hits], f"{reader} cannot see {writer}'s memory"

@@ -1,0 +1,278 @@
+"""Retrieval quality on LoCoMo: every turn stored as a memory, every question asked through `recall`.
+
+One community per conversation. Each question of categories 1-4 is asked in its conversation's
+community through the real `MemoryService.recall`, and the `dia_id`s of the recalled turns are
+compared with the question's evidence turns.
+
+The data is read from `--locomo-dir` (default `<repo>/../shared/data/locomo`, env
+`LOCOMO_DIR`); it is CC BY-NC and is never copied into the repository.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from mcp_memory_server.config import Settings
+from mcp_memory_server.embeddings import Embedder, LocalEmbedder
+from mcp_memory_server.models import MemoryIn, SearchMode
+from mcp_memory_server.service import MemoryService
+from mcp_memory_server.store import Fusion, MemoryStore
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DIR = REPO.parent / "shared" / "data" / "locomo"
+CATEGORIES = {1: "multi-hop", 2: "temporal", 3: "open-domain", 4: "single-hop"}
+MODES: tuple[SearchMode, ...] = ("semantic", "keyword", "hybrid")
+KS = (1, 5, 10)
+
+
+def data_dir(override: str | Path | None = None) -> Path:
+    """Where the LoCoMo files are: the argument, else $LOCOMO_DIR, else `<repo>/../shared/data/locomo`."""
+    return Path(override or os.environ.get("LOCOMO_DIR") or DEFAULT_DIR)
+
+
+@dataclass
+class Turn:
+    dia_id: str
+    speaker: str
+    text: str
+    date: str
+    caption: str | None
+
+
+@dataclass
+class Question:
+    text: str
+    category: int
+    evidence: list[str]
+
+
+@dataclass
+class Conversation:
+    name: str
+    turns: list[Turn]
+    questions: list[Question]
+
+
+def load(directory: Path, limit: int | None = None) -> list[Conversation]:
+    """The conversations in `directory` (`conv-*.json`), sorted by name; the first `limit` only."""
+    import json
+
+    files = sorted(directory.glob("conv-*.json"))
+    if not files:
+        raise FileNotFoundError(f"no LoCoMo conversations (conv-*.json) in {directory}; pass --locomo-dir")
+    conversations = []
+    for path in files[:limit]:
+        raw = json.loads(path.read_text())
+        turns: list[Turn] = []
+        n = 1
+        while f"session_{n}" in raw:
+            date = raw.get(f"session_{n}_date_time", "")
+            for t in raw[f"session_{n}"]:
+                turns.append(Turn(t["dia_id"], t["speaker"], t["text"], date, t.get("blip_caption")))
+            n += 1
+        known = {t.dia_id for t in turns}
+        questions = []
+        for q in raw["qa"]:
+            if q.get("category") not in CATEGORIES:
+                continue
+            evidence = [e for e in dict.fromkeys(_evidence_ids(q.get("evidence", []))) if e in known]
+            if evidence:  # a few questions cite turns that do not exist: they cannot be scored
+                questions.append(Question(q["question"], int(q["category"]), evidence))
+        conversations.append(Conversation(path.stem, turns, questions))
+    return conversations
+
+
+def _evidence_ids(raw: Sequence[str]) -> list[str]:
+    ids = []
+    for item in raw:
+        for part in re.split(r"[;,\s]+", item):
+            m = re.fullmatch(r"D:?(\d+):(\d+)", part.strip())
+            if m:
+                ids.append(f"D{int(m.group(1))}:{int(m.group(2))}")
+    return ids
+
+
+# -- how a turn becomes a memory -------------------------------------------------------------
+
+def _date(raw: str) -> str:
+    """'1:56 pm on 8 May, 2023' -> '8 May, 2023'."""
+    return raw.split(" on ", 1)[-1] if " on " in raw else raw
+
+
+Formatter = Callable[[list[Turn], int], str]
+
+
+def plain(turns: list[Turn], i: int) -> str:
+    return turns[i].text
+
+
+def speaker(turns: list[Turn], i: int) -> str:
+    return f"{turns[i].speaker}: {turns[i].text}"
+
+
+def speaker_date(turns: list[Turn], i: int) -> str:
+    return f"[{_date(turns[i].date)}] {turns[i].speaker}: {turns[i].text}"
+
+
+def speaker_date_caption(turns: list[Turn], i: int) -> str:
+    t = turns[i]
+    photo = f" [shares {t.caption}]" if t.caption else ""
+    return f"[{_date(t.date)}] {t.speaker}: {t.text}{photo}"
+
+
+def with_previous(turns: list[Turn], i: int) -> str:
+    """The turn, captioned and dated, after the turn it answers (same session only)."""
+    text = speaker_date_caption(turns, i)
+    if i > 0 and turns[i - 1].date == turns[i].date:
+        prev = turns[i - 1]
+        photo = f" [shares {prev.caption}]" if prev.caption else ""
+        text += f"\n(replying to {prev.speaker}: {prev.text}{photo})"
+    return text
+
+
+def window(turns: list[Turn], i: int) -> str:
+    """The turn, captioned and dated, between the turn it answers and the reply (same session)."""
+    text = with_previous(turns, i)
+    if i + 1 < len(turns) and turns[i + 1].date == turns[i].date:
+        nxt = turns[i + 1]
+        text += f"\n(answered by {nxt.speaker}: {nxt.text})"
+    return text
+
+
+FORMATS: dict[str, Formatter] = {
+    "plain": plain,
+    "speaker": speaker,
+    "speaker+date": speaker_date,
+    "speaker+date+caption": speaker_date_caption,
+    "speaker+date+caption+previous": with_previous,
+    "speaker+date+caption+previous+next": window,
+}
+# The recommended way to write conversation memories (README "Performance").
+DEFAULT_FORMAT = "speaker+date+caption+previous"
+
+
+# -- running -----------------------------------------------------------------------------------
+
+class CachedEmbedder:
+    """Wraps an embedder and remembers vectors by text, so a sweep does not re-embed the same
+    query for every setting. Used for sweeps only; the reported run embeds every call."""
+
+    def __init__(self, inner: Embedder) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.dimension = inner.dimension
+        self._cache: dict[str, list[float]] = {}
+
+    def warm_up(self) -> None:
+        self.inner.warm_up()
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        missing = [t for t in dict.fromkeys(texts) if t not in self._cache]
+        if missing:
+            self._cache.update(zip(missing, self.inner.embed(missing), strict=True))
+        return [self._cache[t] for t in texts]
+
+
+async def _evaluate(conversations: list[Conversation], fmt: Formatter, embedder: Embedder,
+                    fusions: dict[str, Fusion], modes: Sequence[SearchMode]) -> dict[str, Any]:
+    """Store the turns once; return {setting: per-question rows} for every mode and fusion."""
+    with tempfile.TemporaryDirectory(prefix="locomo-") as tmp:
+        settings = Settings(milvus_uri=str(Path(tmp) / "locomo.db"), memory_collection="locomo")
+        store = MemoryStore(settings.milvus_uri, settings.memory_collection, embedder.dimension)
+        service = MemoryService(settings, store, embedder)
+        await service.open()
+        try:
+            started = time.perf_counter()
+            for conv in conversations:
+                items = [MemoryIn(content=fmt(conv.turns, i), community=conv.name,
+                                  metadata={"dia_id": t.dia_id}) for i, t in enumerate(conv.turns)]
+                for start in range(0, len(items), 256):
+                    await service.remember_many(items[start:start + 256])
+            load_s = time.perf_counter() - started
+            rows: dict[str, list[dict[str, Any]]] = {}
+            for mode in modes:
+                for fusion_name, fusion in (fusions.items() if mode == "hybrid" else [("", Fusion())]):
+                    store.fusion = fusion
+                    setting = f"{mode}{'/' + fusion_name if fusion_name else ''}"
+                    rows[setting] = []
+                    for conv in conversations:
+                        for q in conv.questions:
+                            found = await service.recall(q.text, community=conv.name, k=max(KS), mode=mode)
+                            ranked = [h.metadata.get("dia_id") for h in found.hits]
+                            rows[setting].append({"conversation": conv.name, "category": q.category,
+                                                  **_score(ranked, q.evidence)})
+        finally:
+            await service.close()
+    return {"rows": rows, "load_seconds": load_s}
+
+
+def _score(ranked: list[Any], evidence: list[str]) -> dict[str, float]:
+    wanted = set(evidence)
+    out: dict[str, float] = {}
+    for k in KS:
+        out[f"recall@{k}"] = len(wanted & set(ranked[:k])) / len(wanted)
+    out["hit@5"] = float(bool(wanted & set(ranked[:5])))
+    first = next((i for i, d in enumerate(ranked) if d in wanted), None)
+    out["mrr"] = 0.0 if first is None else 1.0 / (first + 1)
+    return out
+
+
+METRICS = [f"recall@{k}" for k in KS] + ["hit@5", "mrr"]
+
+
+def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean of each metric overall, per category and per conversation (and the spread of
+    recall@5 across conversations)."""
+    def mean(sel: list[dict[str, Any]]) -> dict[str, float]:
+        return {m: round(statistics.fmean(r[m] for r in sel), 4) for m in METRICS} | {"questions": len(sel)}
+
+    per_cat = {CATEGORIES[c]: mean([r for r in rows if r["category"] == c])
+               for c in CATEGORIES if any(r["category"] == c for r in rows)}
+    convs = sorted({r["conversation"] for r in rows})
+    per_conv = {c: mean([r for r in rows if r["conversation"] == c]) for c in convs}
+    r5 = [v["recall@5"] for v in per_conv.values()]
+    spread = {"min": min(r5), "max": max(r5), "stdev": round(statistics.pstdev(r5), 4)}
+    return {"overall": mean(rows), "per_category": per_cat, "per_conversation": per_conv,
+            "recall@5_across_conversations": spread}
+
+
+def run(out_dir: Path, quick: bool, *, locomo_dir: str | Path | None = None,
+        formats: Sequence[str] | None = None, embedder: Embedder | None = None) -> dict[str, Any]:
+    """Evaluate the default turn format in every mode (quick: 2 conversations); the full run also
+    compares the other turn formats and fusion settings in hybrid mode."""
+    directory = data_dir(locomo_dir)
+    conversations = load(directory, limit=2 if quick else None)
+    embedder = embedder or LocalEmbedder()
+    modes_result: dict[str, Any] = {}
+    evaluated = anyio.run(_evaluate, conversations, FORMATS[DEFAULT_FORMAT], embedder,
+                          {"default": Fusion()}, MODES)
+    for setting, rows in evaluated["rows"].items():
+        modes_result[setting.split("/")[0]] = summarize(rows)
+    result: dict[str, Any] = {
+        "data": str(directory), "conversations": [c.name for c in conversations],
+        "turns": sum(len(c.turns) for c in conversations),
+        "questions": sum(len(c.questions) for c in conversations),
+        "format": DEFAULT_FORMAT, "fusion": vars(Fusion()), "k": max(KS),
+        "load_seconds": round(evaluated["load_seconds"], 2), "modes": modes_result,
+    }
+    variants: dict[str, Any] = {}
+    for name in formats if formats is not None else ([] if quick else list(FORMATS)):
+        if name == DEFAULT_FORMAT:
+            variants[name] = {m: modes_result[m]["overall"]["recall@5"] for m in MODES}
+            continue
+        ev = anyio.run(_evaluate, conversations, FORMATS[name], CachedEmbedder(embedder), {"default": Fusion()},
+                       MODES)
+        variants[name] = {s.split("/")[0]: summarize(r)["overall"]["recall@5"] for s, r in ev["rows"].items()}
+    if variants:
+        result["format_variants_recall@5"] = variants
+    return result

@@ -1,0 +1,195 @@
+"""summary.md and the PNG plots, drawn from the result files of one run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt  # noqa: E402
+
+TARGETS = {"recall@5": 0.60, "p50_ms": 15.0, "p99_ms": 50.0, "overhead": 1.5, "batch_vs_embedder": 0.8,
+           "initialize_s": 1.0}
+
+
+def _ok(value: float | None, target: float, higher: bool) -> str:
+    if value is None:
+        return "n/a"
+    return "met" if (value >= target if higher else value <= target) else "missed"
+
+
+def summary(results: dict[str, Any]) -> str:
+    """The markdown summary of one run: machine, then one section per benchmark."""
+    meta = results["run"]
+    lines = [f"# Benchmark results ({'quick' if meta['quick'] else 'full'} run)", "",
+             f"Run {meta['started']} on {meta['machine']}, {meta['seconds']:.0f} s in all. "
+             "Every number below is read from the JSON files beside this summary (`make bench` rewrites them).", ""]
+    if "locomo" in results:
+        lines += _locomo(results["locomo"])
+    if "latency" in results:
+        lines += _latency(results["latency"])
+    if "peer" in results:
+        lines += _peer(results["peer"])
+    if "routing" in results:
+        lines += _routing(results["routing"])
+    return "\n".join(lines) + "\n"
+
+
+def _locomo(r: dict[str, Any]) -> list[str]:
+    lines = ["## Retrieval quality: LoCoMo", "",
+             f"{len(r['conversations'])} conversations, {r['turns']} turns stored as memories (format "
+             f"`{r['format']}`), {r['questions']} questions of categories 1-4, k={r['k']}, through `recall`.", "",
+             "| mode | recall@1 | recall@5 | recall@10 | hit@5 | MRR | recall@5 across conversations (min-max) |",
+             "|---|---|---|---|---|---|---|"]
+    for mode, m in r["modes"].items():
+        o, s = m["overall"], m["recall@5_across_conversations"]
+        lines.append(f"| {mode} | {o['recall@1']:.3f} | **{o['recall@5']:.3f}** | {o['recall@10']:.3f} | "
+                     f"{o['hit@5']:.3f} | {o['mrr']:.3f} | {s['min']:.3f}-{s['max']:.3f} |")
+    cats = list(next(iter(r["modes"].values()))["per_category"])
+    lines += ["", "recall@5 per category:", "", "| mode | " + " | ".join(cats) + " |",
+              "|---|" + "---|" * len(cats)]
+    for mode, m in r["modes"].items():
+        lines.append(f"| {mode} | " + " | ".join(f"{m['per_category'][c]['recall@5']:.3f} "
+                                                 f"(n={m['per_category'][c]['questions']})" for c in cats) + " |")
+    best = r["modes"]["hybrid"]["overall"]["recall@5"]
+    lines += ["", f"Target recall@5 >= {TARGETS['recall@5']}: hybrid {best:.3f}, "
+              f"{_ok(best, TARGETS['recall@5'], True)}.", ""]
+    if "format_variants_recall@5" in r:
+        lines += ["How a turn is written into memory (recall@5):", "", "| format | semantic | keyword | hybrid |",
+                  "|---|---|---|---|"]
+        for name, v in r["format_variants_recall@5"].items():
+            lines.append(f"| `{name}` | {v['semantic']:.3f} | {v['keyword']:.3f} | {v['hybrid']:.3f} |")
+        lines.append("")
+    lines += ["![LoCoMo recall](locomo.png)", ""]
+    return lines
+
+
+def _latency(r: dict[str, Any]) -> list[str]:
+    lines = ["## Latency and throughput", "",
+             f"`recall` (mode {r['mode']}, k={r['k']}) over {r['communities']} communities. *direct*: the same "
+             "embedder and MemoryStore in process; *MCP*: a hub process (`mcp-memory-server serve --transport "
+             "streamable-http`) through the MCP streamable HTTP client. Times include embedding the query.", "",
+             "| memories | direct p50 | direct p99 | MCP p50 | MCP p99 | overhead p50 | overhead p99 |",
+             "|---|---|---|---|---|---|---|"]
+    for size, e in r["sizes"].items():
+        lines.append(f"| {int(size):,} | {e['direct']['p50_ms']} ms | {e['direct']['p99_ms']} ms | "
+                     f"{e['mcp']['p50_ms']} ms | {e['mcp']['p99_ms']} ms | {e['overhead_p50']}x | "
+                     f"{e['overhead_p99']}x |")
+    largest = list(r["sizes"])[-1]
+    e = r["sizes"][largest]
+    lines += ["", f"Targets at {int(largest):,}: MCP p50 <= {TARGETS['p50_ms']:.0f} ms "
+              f"({_ok(e['mcp']['p50_ms'], TARGETS['p50_ms'], False)}), p99 <= {TARGETS['p99_ms']:.0f} ms "
+              f"({_ok(e['mcp']['p99_ms'], TARGETS['p99_ms'], False)}), overhead <= {TARGETS['overhead']} "
+              f"({_ok(e['overhead_p50'], TARGETS['overhead'], False)}).", ""]
+    if "concurrency" in e:
+        lines += [f"Concurrent MCP clients at {int(largest):,} memories:", "",
+                  "| clients | recalls/s | p50 | p99 |", "|---|---|---|---|"]
+        for c in e["concurrency"]:
+            lines.append(f"| {c['clients']} | {c['throughput_per_s']} | {c['p50_ms']} ms | {c['p99_ms']} ms |")
+        lines.append("")
+    w = r["writes"]
+    lines += ["Writes through MCP:", "",
+              f"- single `remember`: p50 {w['single_remember']['p50_ms']} ms, p99 {w['single_remember']['p99_ms']} ms",
+              f"- batch `remember_many` ({w['batch']['batch_size']} a call): {w['batch']['per_s']} memories/s; the "
+              f"embedder alone: {w['embedder_per_s']}/s -> {w['batch_vs_embedder']:.0%} "
+              f"(target >= {TARGETS['batch_vs_embedder']:.0%}, {_ok(w['batch_vs_embedder'], 0.8, True)})"]
+    c = r["cold_start"]
+    lines += [f"- cold start (stdio, {c['memories']:,} memories, best of {len(c['runs'])}): process start -> "
+              f"`initialize` answered {c['initialize_s']} s (target <= 1 s, {_ok(c['initialize_s'], 1.0, False)}), "
+              f"-> first `recall` answered {c['first_recall_s']} s", "",
+              "![recall latency](latency.png)", ""]
+    if "concurrency" in e:
+        lines += ["![concurrent clients](concurrency.png)", ""]
+    return lines
+
+
+def _peer(r: dict[str, Any]) -> list[str]:
+    lines = ["## Side by side with mem0", "",
+             f"The same {r['turns']} LoCoMo turns ({', '.join(r['conversations'])}) written one call at a time, "
+             f"{r['questions']} questions, k=10, in process, same embedder weights.", ""]
+    rows = [("mcp-memory-server", r["mcp-memory-server"]), ("mem0", r["mem0"])]
+    lines += ["| system | recall@5 | add p50 | add p99 | search p50 | search p99 |", "|---|---|---|---|---|---|"]
+    for name, v in rows:
+        if "error" in v:
+            lines.append(f"| {name} | failed: {v['error'][:200]} | | | | |")
+        else:
+            lines.append(f"| {name} ({v['mode']}) | {v['recall@5']:.3f} | {v['add']['p50_ms']} ms | "
+                         f"{v['add']['p99_ms']} ms | {v['search']['p50_ms']} ms | {v['search']['p99_ms']} ms |")
+    return lines + [""]
+
+
+def _routing(r: dict[str, Any]) -> list[str]:
+    if "error" in r:
+        return ["## Routing", "", f"Not run: {r['error']}", ""]
+    lines = ["## Routing", "", "`route` against a keyword baseline (details in `routing.json`).", "",
+             "| router | part | top-1 | any correct | both chosen |", "|---|---|---|---|---|"]
+    for name in ("route", "keyword_baseline"):
+        for part, m in r.get(name, {}).items():
+            cells = " | ".join("-" if m.get(c) is None else f"{m[c]:.3f}" for c in ("top1", "any_correct",
+                                                                                 "both_chosen"))
+            lines.append(f"| {name} | {part} | {cells} |")
+    return lines + [""]
+
+
+def plots(results: dict[str, Any], out: Path) -> list[Path]:
+    """Draw the PNGs for the benchmarks present; return their paths."""
+    written = []
+    if "locomo" in results:
+        r = results["locomo"]
+        fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+        modes = list(r["modes"])
+        for i, metric in enumerate(["recall@1", "recall@5", "recall@10", "mrr"]):
+            left.bar([j + i * 0.2 for j in range(len(modes))], [r["modes"][m]["overall"][metric] for m in modes],
+                     0.2, label=metric)
+        left.set_xticks([j + 0.3 for j in range(len(modes))], modes)
+        left.axhline(TARGETS["recall@5"], color="k", ls="--", lw=0.8, label="recall@5 target")
+        left.set_ylim(0, 1)
+        left.set_title("LoCoMo evidence recall (categories 1-4)")
+        left.legend(fontsize=8)
+        cats = list(r["modes"]["hybrid"]["per_category"])
+        for i, m in enumerate(modes):
+            right.bar([j + i * 0.27 for j in range(len(cats))], [r["modes"][m]["per_category"][c]["recall@5"]
+                                                                 for c in cats], 0.27, label=m)
+        right.set_xticks([j + 0.27 for j in range(len(cats))], cats)
+        right.set_ylim(0, 1)
+        right.set_title("recall@5 per question category")
+        right.legend(fontsize=8)
+        written.append(_save(fig, out / "locomo.png"))
+    if "latency" in results:
+        r = results["latency"]
+        sizes = [int(s) for s in r["sizes"]]
+        fig, ax = plt.subplots(figsize=(7, 4))
+        for path, style in (("direct", "-o"), ("mcp", "-s")):
+            for p in ("p50_ms", "p99_ms"):
+                ax.plot(sizes, [r["sizes"][str(s)][path][p] for s in sizes], style,
+                        label=f"{'MCP' if path == 'mcp' else 'direct'} {p[:3]}")
+        ax.axhline(TARGETS["p50_ms"], color="g", ls="--", lw=0.8, label="p50 target")
+        ax.axhline(TARGETS["p99_ms"], color="r", ls="--", lw=0.8, label="p99 target")
+        ax.set_xscale("log")
+        ax.set_xlabel("memories (20 communities)")
+        ax.set_ylabel("recall latency, ms")
+        ax.set_title("recall latency (k=10, hybrid)")
+        ax.legend(fontsize=8)
+        written.append(_save(fig, out / "latency.png"))
+        conc = r["sizes"][str(sizes[-1])].get("concurrency")
+        if conc:
+            fig, ax = plt.subplots(figsize=(7, 4))
+            clients = [c["clients"] for c in conc]
+            ax.bar([str(c) for c in clients], [c["throughput_per_s"] for c in conc], color="tab:blue")
+            ax.set_xlabel("concurrent MCP clients")
+            ax.set_ylabel("recalls per second", color="tab:blue")
+            twin = ax.twinx()
+            twin.plot([str(c) for c in clients], [c["p99_ms"] for c in conc], "-o", color="tab:red")
+            twin.set_ylabel("p99 latency, ms", color="tab:red")
+            ax.set_title(f"concurrent clients at {sizes[-1]:,} memories")
+            written.append(_save(fig, out / "concurrency.png"))
+    return written
+
+
+def _save(fig: Any, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

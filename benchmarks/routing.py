@@ -1,0 +1,236 @@
+"""Routing quality: does `route` pick the expert that should answer a real developer question?
+
+The three experts of `openagents_bridge.experts` register their profiles and load their starter
+knowledge into a fresh Milvus Lite database; each question of the routing set is then asked
+through the real `MemoryService.route`. The same questions go through the keyword matcher of
+the original write-up, as a baseline.
+
+The questions are read from `--questions` (default `<repo>/../shared/data/routing/questions.jsonl`,
+env `ROUTING_QUESTIONS`); they are GitHub issue text and are never copied into the repository.
+Lines are split by parity into two fixed halves: "tune" (even line numbers, 0-based) was used to
+choose the routing parameters, "held_out" (odd) was not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from mcp_memory_server.config import Settings
+from mcp_memory_server.embeddings import Embedder, LocalEmbedder
+from mcp_memory_server.routing import RoutingPolicy
+from mcp_memory_server.service import MemoryService
+from mcp_memory_server.store import MemoryStore
+from openagents_bridge.experts import EXPERTS, load_knowledge
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_QUESTIONS = REPO.parent / "shared" / "data" / "routing" / "questions.jsonl"
+COMMUNITY = "dev-support"
+DOMAIN_OF = {spec.agent_id: spec.domain for spec in EXPERTS.values()}
+
+# The original write-up's matcher: the first list with a keyword in the question wins, in this
+# order. Read as a case-insensitive substring test ("async" also matches "asyncio", "index"
+# also matches "indexes"); a question matching no list gets no expert, which counts as wrong.
+KEYWORDS: list[tuple[str, tuple[str, ...]]] = [
+    ("python", ("python", "django", "flask", "async")),
+    ("milvus", ("milvus", "vector", "index", "performance")),
+    ("devops", ("deployment", "docker", "kubernetes", "operations")),
+]
+
+# Written for this benchmark (not from the data set): nothing here is any expert's business.
+OFF_TOPIC = [
+    "How long should I rest a roast chicken before carving it?",
+    "What is a good substitute for buttermilk in pancakes?",
+    "Which houseplants survive in a north-facing room?",
+    "How do I get red wine stains out of a wool carpet?",
+    "My bicycle chain keeps slipping when I change gears, what should I adjust?",
+    "What are some tips for running my first marathon?",
+    "How do I make a pivot table in a spreadsheet to sum sales by month?",
+    "My phone battery drains very fast overnight, how can I fix it?",
+    "Which countries can I visit without a visa on a US passport?",
+    "How do I ask my manager for a raise?",
+    "What is the difference between a Roth IRA and a traditional IRA?",
+    "Can you recommend a good fantasy novel series?",
+    "Why does my sourdough bread come out dense?",
+    "How often should I change the oil in my car?",
+    "What causes the northern lights?",
+    "How do I teach my dog to stop pulling on the leash?",
+]
+
+# Written for this benchmark: each names its domain's problem in words that no expert profile
+# uses (tests/test_route.py checks the same property on its own experts).
+PARAPHRASES: list[tuple[str, str]] = [
+    ("My script cannot find a module I just added with the package installer", "python"),
+    ("The dictionary I pass to my function comes back changed, how do I avoid that?", "python"),
+    ("Nearest-neighbour lookups over my sentence encodings return poor matches", "milvus"),
+    ("Where should I keep a few million numeric fingerprints of sentences so the most similar ones come back "
+     "in milliseconds?", "milvus"),
+    ("My workloads keep crashing and coming back after every rollout", "devops"),
+    ("Our automated jobs started failing at the step that uploads the artifact to our internal store", "devops"),
+]
+
+QUICK_QUESTIONS = 8
+
+
+@dataclass
+class Question:
+    line: int
+    text: str
+    experts: list[str]  # domains: python, milvus, devops
+
+
+def questions_path(override: str | Path | None = None) -> Path:
+    """The question file: the argument, else $ROUTING_QUESTIONS, else the shared data set."""
+    return Path(override or os.environ.get("ROUTING_QUESTIONS") or DEFAULT_QUESTIONS)
+
+
+def load(path: Path, limit: int | None = None) -> list[Question]:
+    if not path.exists():
+        raise FileNotFoundError(f"no routing questions at {path}; pass --questions or set ROUTING_QUESTIONS")
+    rows = [json.loads(line) for line in path.read_text("utf-8").splitlines() if line.strip()]
+    questions = [Question(i, r["question"], list(r["experts"])) for i, r in enumerate(rows)]
+    return questions[:limit] if limit else questions
+
+
+def keyword_route(question: str) -> list[str]:
+    text = question.lower()
+    for domain, words in KEYWORDS:
+        if any(w in text for w in words):
+            return [domain]
+    return []
+
+
+async def route_all(questions: Sequence[str], embedder: Embedder, policy: RoutingPolicy | None = None,
+                    knowledge: bool = True) -> tuple[list[list[str]], dict[str, float]]:
+    """Register the experts, load their knowledge (unless told not to), route every question;
+    return the chosen domains per question (best first) and timings."""
+    with tempfile.TemporaryDirectory(prefix="routing-") as tmp:
+        settings = Settings(milvus_uri=str(Path(tmp) / "routing.db"), memory_collection="routing")
+        store = MemoryStore(settings.milvus_uri, settings.memory_collection, embedder.dimension)
+        service = MemoryService(settings, store, embedder, routing=policy)
+        await service.open()
+        try:
+            started = time.perf_counter()
+            for spec in EXPERTS.values():
+                await service.register_expert(spec.agent_id, spec.description, spec.skills, community=COMMUNITY)
+                if knowledge:
+                    await service.remember_many([item.model_copy(update={"community": COMMUNITY})
+                                                 for item in load_knowledge(spec.agent_id)])
+            load_s = time.perf_counter() - started
+            chosen: list[list[str]] = []
+            latencies: list[float] = []
+            for text in questions:
+                t0 = time.perf_counter()
+                routed = await service.route(text, community=COMMUNITY)
+                latencies.append(time.perf_counter() - t0)
+                chosen.append([DOMAIN_OF.get(m.agent_id, m.agent_id) for m in routed.experts])
+        finally:
+            await service.close()
+    timings = {"load_seconds": round(load_s, 2),
+               "route_ms_median": round(1000 * statistics.median(latencies), 1) if latencies else 0.0}
+    return chosen, timings
+
+
+def score(questions: Sequence[Question], chosen: Sequence[Sequence[str]]) -> dict[str, Any]:
+    """top1: first chosen is a label; any_correct: some chosen is a label; both_chosen: two-label
+    questions with both labels chosen; precision: share of chosen experts that are labels."""
+    n = len(questions)
+    pairs = [(q, c) for q, c in zip(questions, chosen, strict=True)]
+    two = [(q, c) for q, c in pairs if len(q.experts) > 1]
+    picked = sum(len(c) for _, c in pairs)
+    return {
+        "questions": n,
+        "top1": round(sum(bool(c) and c[0] in q.experts for q, c in pairs) / n, 4) if n else 0.0,
+        "any_correct": round(sum(bool(set(c) & set(q.experts)) for q, c in pairs) / n, 4) if n else 0.0,
+        "empty": round(sum(not c for _, c in pairs) / n, 4) if n else 0.0,
+        "two_expert_questions": len(two),
+        "both_chosen": round(sum(set(q.experts) <= set(c) for q, c in two) / len(two), 4) if two else None,
+        "mean_chosen": round(picked / n, 3) if n else 0.0,
+        "precision": round(sum(len(set(c) & set(q.experts)) for q, c in pairs) / picked, 4) if picked else None,
+    }
+
+
+def halves(questions: Sequence[Question], chosen: Sequence[Sequence[str]]) -> dict[str, Any]:
+    def part(parity: int | None) -> dict[str, Any]:
+        sel = [(q, c) for q, c in zip(questions, chosen, strict=True) if parity is None or q.line % 2 == parity]
+        return score([q for q, _ in sel], [c for _, c in sel])
+
+    return {"tune": part(0), "held_out": part(1), "all": part(None)}
+
+
+def run(out_dir: Path, quick: bool = False, *, questions: str | Path | None = None,
+        embedder: Embedder | None = None, policy: RoutingPolicy | None = None,
+        knowledge: bool = True) -> dict[str, Any]:
+    """Route every question (quick: the first few), the paraphrase and the off-topic probes
+    through `route`, and the questions through the keyword baseline; write `routing.json` into
+    `out_dir` and return the result. knowledge=False registers the profiles only."""
+    path = questions_path(questions)
+    qs = load(path, limit=QUICK_QUESTIONS if quick else None)
+    probes = [text for text, _ in PARAPHRASES] + OFF_TOPIC
+    chosen, timings = anyio.run(route_all, [q.text for q in qs] + probes, embedder or LocalEmbedder(), policy,
+                                knowledge)
+    routed, paraphrased = chosen[: len(qs)], chosen[len(qs): len(qs) + len(PARAPHRASES)]
+    off_topic = chosen[len(qs) + len(PARAPHRASES):]
+    keyword = [keyword_route(q.text) for q in qs]
+    result: dict[str, Any] = {
+        "data": str(path),
+        "experts": {spec.agent_id: {"domain": spec.domain, "skills": len(spec.skills),
+                                    "knowledge": len(load_knowledge(spec.agent_id))} for spec in EXPERTS.values()},
+        "policy": asdict(policy or RoutingPolicy()),
+        "knowledge_loaded": knowledge,
+        "route": halves(qs, routed),
+        "keyword_baseline": halves(qs, keyword),
+        "paraphrases": {"questions": len(PARAPHRASES),
+                        "top1": round(sum(bool(c) and c[0] == want for (_, want), c in zip(PARAPHRASES, paraphrased,
+                                                                                          strict=True))
+                                      / len(PARAPHRASES), 4),
+                        "chosen": paraphrased},
+        "off_topic": {"questions": len(OFF_TOPIC), "empty": round(sum(not c for c in off_topic) / len(OFF_TOPIC), 4),
+                      "chosen": off_topic},
+        "misrouted": [{"line": q.line, "labels": q.experts, "chosen": c} for q, c in zip(qs, routed, strict=True)
+                      if not c or c[0] not in q.experts],
+        **timings,
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "routing.json").write_text(json.dumps(result, indent=2) + "\n", "utf-8")
+    return result
+
+
+def table(result: dict[str, Any]) -> str:
+    cols = ["top1", "any_correct", "both_chosen", "empty", "mean_chosen", "precision"]
+    lines = [f"{'':22}" + "".join(f"{c:>12}" for c in cols)]
+    for name in ("route", "keyword_baseline"):
+        for part, metrics in result[name].items():
+            cells = "".join(f"{'-' if metrics[c] is None else metrics[c]:>12}" for c in cols)
+            lines.append(f"{name + '/' + part:22}{cells}")
+    lines.append(f"paraphrases (no word shared with any profile) routed right: {result['paraphrases']['top1']:.0%}")
+    lines.append(f"off-topic questions answered with []: {result['off_topic']['empty']:.0%}")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
+    parser.add_argument("--quick", action="store_true", help=f"only the first {QUICK_QUESTIONS} questions")
+    parser.add_argument("--questions", help="questions.jsonl (default: $ROUTING_QUESTIONS or the shared data)")
+    parser.add_argument("--no-knowledge", action="store_true", help="register the profiles only (ablation)")
+    args = parser.parse_args(argv)
+    result = run(args.out, args.quick, questions=args.questions, knowledge=not args.no_knowledge)
+    print(table(result))
+    print(f"written: {args.out / 'routing.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,140 @@
+"""`route` through the MCP tools on real Milvus Lite, and the decision rule of `rank_experts`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from mcp import ClientSession
+
+from mcp_memory_server.routing import PROFILE_KIND, SKILL_KIND, RoutingPolicy, rank_experts, terms
+from mcp_memory_server.runtime import Runtime
+from mcp_memory_server.store import MemoryRecord
+from tests.conftest import call
+
+pytestmark = pytest.mark.anyio
+
+COMMUNITY = "helpdesk"
+EXPERTS: dict[str, dict[str, Any]] = {
+    "db_expert": {
+        "description": "Relational databases: SQL, indexes, transactions, PostgreSQL and MySQL administration.",
+        "skills": ["slow SQL statements and execution plans", "replication and backups", "schema migrations"],
+    },
+    "frontend_expert": {
+        "description": "Web front ends: HTML, CSS, JavaScript, React components and browser quirks.",
+        "skills": ["React state management", "CSS layout with flexbox and grid", "bundlers such as webpack"],
+    },
+    "mobile_expert": {
+        "description": "Android and iOS apps: Kotlin, Swift, store submission, push notifications.",
+        "skills": ["App Store and Google Play releases", "offline sync on devices", "Xcode and Gradle builds"],
+    },
+}
+# Each says what the expert does in words that appear nowhere in any profile.
+PARAPHRASES = {
+    "db_expert": "The report joining our orders table with customers takes forever to finish.",
+    "frontend_expert": "The buttons on my page overlap each other when the window gets narrow.",
+    "mobile_expert": "Apple keeps rejecting what I upload for the iPhone; how do I pass their review?",
+}
+
+
+async def register(client: ClientSession, experts: dict[str, dict[str, Any]] = EXPERTS) -> None:
+    for agent_id, profile in experts.items():
+        await call(client, "register_expert", agent_id=agent_id, community=COMMUNITY, **profile)
+
+
+async def test_route_picks_the_right_expert_for_paraphrases_that_share_no_word_with_its_profile(
+        client: ClientSession) -> None:
+    await register(client)
+    profile_words = set().union(*(terms(p["description"] + " " + " ".join(p["skills"])) for p in EXPERTS.values()))
+    for expected, question in PARAPHRASES.items():
+        assert not terms(question) & profile_words, "the paraphrase must not share a word with any profile"
+        routed = await call(client, "route", question=question, community=COMMUNITY)
+        assert routed["experts"], f"no expert for {question!r}"
+        assert routed["experts"][0]["agent_id"] == expected, (question, routed["experts"])
+
+
+async def test_route_returns_an_empty_list_for_an_off_topic_question(client: ClientSession) -> None:
+    await register(client)
+    routed = await call(client, "route", question="How long should I let a roast chicken rest before carving?",
+                        community=COMMUNITY)
+    assert routed == {"experts": [], "community": COMMUNITY}
+
+
+async def test_an_expert_whose_past_answers_match_wins_over_a_tie_on_profile(client: ClientSession) -> None:
+    same = {"description": "Full-stack developer who helps with any problem in our web product.",
+            "skills": ["debugging production issues", "code review"]}
+    await register(client, {"alice": same, "bob": same})
+    answers = {
+        "alice": ["Added a composite index on (customer_id, created_at); the slow monthly invoice query went "
+                  "from 40 s to 80 ms.", "Rewrote the correlated subquery as a JOIN so Postgres uses a hash join."],
+        "bob": ["Fixed the navbar wrapping on small screens with flex-wrap and a media query.",
+                "The modal flickered because React re-mounted it on every render; memoised the component."],
+    }
+    for agent, texts in answers.items():
+        await call(client, "remember_many", memories=[{"content": t, "community": COMMUNITY, "kind": "answer",
+                                                       "agent_id": agent} for t in texts])
+    routed = await call(client, "route", question="Our database query for yearly totals is very slow, how can "
+                                                  "we speed it up?", community=COMMUNITY)
+    assert routed["experts"][0]["agent_id"] == "alice", routed["experts"]
+    first = routed["experts"][0]
+    second = next((e for e in routed["experts"] if e["agent_id"] == "bob"), None)
+    assert second is None or second["score"] < first["score"]
+
+
+async def test_route_gives_a_reason_and_the_ids_of_existing_supporting_memories(
+        client: ClientSession, runtime: Runtime) -> None:
+    await register(client)
+    stored = await call(client, "remember", content="Vacuumed a bloated PostgreSQL table and the nightly job "
+                        "sped up again.", community=COMMUNITY, kind="answer", agent_id="db_expert")
+    routed = await call(client, "route", question="Why did our nightly SQL job get slower and slower?",
+                        community=COMMUNITY, k=2)
+    assert routed["experts"] and routed["experts"][0]["agent_id"] == "db_expert"
+    best = routed["experts"][0]
+    assert best["reason"] and "\n" not in best["reason"] and 0 < best["score"] <= 1
+    assert stored["id"] in best["memory_ids"]
+    assert runtime.service is not None
+    ids = [i for e in routed["experts"] for i in e["memory_ids"]]
+    assert ids and runtime.service.store.existing_ids([COMMUNITY], ids) == set(ids)
+
+
+# -- the decision rule, on hand-made evidence ------------------------------------------------
+
+def record(agent: str, kind: str, content: str, skills: list[str] | None = None) -> MemoryRecord:
+    return MemoryRecord(id=f"{agent}-{kind}-{abs(hash(content))}", content=content, community=COMMUNITY,
+                        kind=kind, tags=[], agent_id=agent, created_at=0, content_hash="",
+                        metadata={"skills": skills} if skills is not None else {})
+
+
+def test_a_second_expert_joins_when_the_question_names_what_only_its_profile_lists() -> None:
+    py = record("py", PROFILE_KIND, "Python developer", ["FastAPI web apps", "asyncio"])
+    ops = record("ops", PROFILE_KIND, "Operations engineer", ["Kubernetes pods and deployments", "Helm charts"])
+    profile_hits = [(py, 0.55), (ops, 0.34)]
+    experience_hits = [(record("py", "knowledge", "a"), 0.55), (record("ops", "knowledge", "b"), 0.34)]
+    named = "My FastAPI service gets killed in its Kubernetes pod under load"
+    unnamed = "My web service gets killed under load"
+    chosen = rank_experts(["py", "ops"], profile_hits, experience_hits, 3, question=named, profiles=[py, ops])
+    assert [m.agent_id for m in chosen] == ["py", "ops"]
+    assert "kubernete" in chosen[1].reason and "pod" in chosen[1].reason
+    alone = rank_experts(["py", "ops"], profile_hits, experience_hits, 3, question=unnamed, profiles=[py, ops])
+    assert [m.agent_id for m in alone] == ["py"]
+
+
+def test_rank_experts_is_empty_below_the_confidence_threshold_and_respects_k() -> None:
+    policy = RoutingPolicy()
+    hits = [(record(a, SKILL_KIND, a), policy.min_score - 0.05) for a in ("a", "b")]
+    assert rank_experts(["a", "b"], hits, [], 3, policy) == []
+    close = [(record(a, SKILL_KIND, a), 0.6) for a in ("a", "b", "c")]
+    assert len(rank_experts(["a", "b", "c"], close, [], 3, policy)) == 3
+    assert len(rank_experts(["a", "b", "c"], close, [], 2, policy)) == 2
+
+
+def test_an_expert_missing_from_a_truncated_experience_search_is_not_judged_on_its_profile_alone() -> None:
+    a, b = record("a", SKILL_KIND, "a"), record("b", SKILL_KIND, "b")
+    experience = [(record("a", "answer", f"x{i}"), 0.5 - i * 0.01) for i in range(5)]
+    # b's profile fits slightly better, but all of a's memories outrank b's: the search was cut off
+    # before reaching any memory of b, so b's experience is at most the last similarity seen.
+    truncated = rank_experts(["a", "b"], [(a, 0.40), (b, 0.42)], experience, 1, experience_complete=False)
+    assert [m.agent_id for m in truncated] == ["a"]
+    # when the search was complete, b simply has no memories and is judged on its profile
+    complete = rank_experts(["a", "b"], [(a, 0.40), (b, 0.60)], experience, 1, experience_complete=True)
+    assert [m.agent_id for m in complete] == ["b"]
