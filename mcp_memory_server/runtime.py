@@ -133,4 +133,6 @@ class Runtime:
         if self.service is not None:
             await self.service.close()
             self.service = None
-            self._memory = None
+        elif isinstance(self._memory, HubClient):
+            await self._memory.aclose()
+        self._memory = None

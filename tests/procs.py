@@ -35,10 +35,10 @@ def stdio_params(db: Path, cwd: Path, **extra: str) -> StdioServerParameters:
 
 @contextmanager
 def hub_process(db: Path, cwd: Path, transport: str = "streamable-http", timeout: float = 120.0,
-                **extra: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """`mcp-memory-server serve` as a subprocess on a free loopback port; yields (base URL, process)
-    once /health answers ok, and stops it with SIGTERM (SIGKILL if it lingers)."""
-    port = free_port()
+                port: int | None = None, **extra: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`mcp-memory-server serve` as a subprocess on a loopback port (a free one by default); yields
+    (base URL, process) once /health answers ok, and stops it with SIGTERM (SIGKILL if it lingers)."""
+    port = port or free_port()
     log = (cwd / f"hub-{port}.log").open("wb")
     proc = subprocess.Popen([*SERVER, "serve", "--transport", transport, "--port", str(port)],
                             env=server_env(db, **extra), cwd=cwd, stdout=log, stderr=subprocess.STDOUT)

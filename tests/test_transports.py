@@ -14,7 +14,7 @@ from mcp.client.sse import sse_client
 from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
 
-from tests.conftest import call, call_error
+from tests.conftest import call, call_error, free_port
 from tests.procs import SERVER, hub_process, server_env, stdio_params
 
 pytestmark = pytest.mark.anyio
@@ -125,3 +125,20 @@ def test_stdout_carries_only_the_protocol_in_stdio_mode(tmp_path: Path) -> None:
         proc.wait(timeout=30)
     assert answers[3]["result"]["isError"] is False  # type: ignore[index]
     assert answers[4]["result"]["isError"] is True  # type: ignore[index]
+
+
+async def test_a_stdio_client_keeps_working_across_a_hub_restart(tmp_path: Path) -> None:
+    db, port = tmp_path / "restart.db", free_port()
+    url = f"http://127.0.0.1:{port}/mcp"
+    with anyio.fail_after(240):
+        async with (stdio_client(stdio_params(db, tmp_path, MEMORY_HUB_URL=url)) as (read, write),
+                    ClientSession(read, write) as session):
+            await session.initialize()
+            with hub_process(db, tmp_path, port=port):
+                first = await call(session, "remember", content="written before the restart")
+            assert "did not answer" in await call_error(session, "recall", query="restart")
+            with hub_process(db, tmp_path, port=port):
+                hits = (await call(session, "recall", query="written before the restart"))["hits"]
+                assert hits[0]["id"] == first["id"]
+                await call(session, "remember", content="written after the restart")
+                assert (await call(session, "stats"))["total"] == 2
