@@ -125,6 +125,10 @@ class MemoryStore:
             if self._client is not None:
                 return
             is_local = not self.uri.startswith(SERVER_SCHEMES)
+            if is_local and not self.uri.endswith(".db"):
+                # pymilvus only treats a path ending in .db as a Milvus Lite database.
+                raise StoreError(f"MILVUS_URI {self.uri!r} is neither a Milvus Lite path ending in .db nor a "
+                                 "server URI (http://, https://, tcp://, unix:)")
             if is_local:
                 Path(self.uri).expanduser().parent.mkdir(parents=True, exist_ok=True)
             try:
@@ -159,6 +163,8 @@ class MemoryStore:
                     log.warning("flush on close failed: %s", exc)
                 self._client.close()
                 self._client = None
+                if self._lite:
+                    _release_lite(self.uri)
 
     @property
     def client(self) -> MilvusClient:
@@ -415,3 +421,11 @@ def _connection_lost(exc: MilvusException) -> bool:
 
 def _message(exc: MilvusException) -> str:
     return str(getattr(exc, "message", "") or exc)
+
+
+def _release_lite(uri: str) -> None:
+    """Stop Milvus Lite's in-process server for `uri`: closing the client alone leaves the database
+    open (and locked) until the process exits."""
+    from milvus_lite.server_manager import server_manager_instance
+
+    server_manager_instance.release_server(str(Path(uri).expanduser()))
