@@ -10,6 +10,7 @@ The data is read from `--locomo-dir` (default `<repo>/../shared/data/locomo`, en
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import statistics
@@ -22,7 +23,7 @@ from typing import Any
 
 import anyio
 
-from mcp_memory_server.config import Settings
+from mcp_memory_server.config import Limits, Settings
 from mcp_memory_server.embeddings import Embedder, LocalEmbedder
 from mcp_memory_server.models import MemoryIn, SearchMode
 from mcp_memory_server.service import MemoryService
@@ -33,6 +34,10 @@ DEFAULT_DIR = REPO.parent / "shared" / "data" / "locomo"
 CATEGORIES = {1: "multi-hop", 2: "temporal", 3: "open-domain", 4: "single-hop"}
 MODES: tuple[SearchMode, ...] = ("semantic", "keyword", "hybrid")
 KS = (1, 5, 10)
+# Each conversation is written with one remember_many (MEMORY_MAX_BATCH raised to fit): Milvus Lite
+# keeps BM25 statistics per segment, and one segment per conversation scores keywords consistently
+# (+0.02 recall@5 over 256-turn batches).
+BATCH = 1_000
 
 
 def data_dir(override: str | Path | None = None) -> Path:
@@ -65,8 +70,6 @@ class Conversation:
 
 def load(directory: Path, limit: int | None = None) -> list[Conversation]:
     """The conversations in `directory` (`conv-*.json`), sorted by name; the first `limit` only."""
-    import json
-
     files = sorted(directory.glob("conv-*.json"))
     if not files:
         raise FileNotFoundError(f"no LoCoMo conversations (conv-*.json) in {directory}; pass --locomo-dir")
@@ -184,10 +187,11 @@ class CachedEmbedder:
 
 
 async def _evaluate(conversations: list[Conversation], fmt: Formatter, embedder: Embedder,
-                    fusions: dict[str, Fusion], modes: Sequence[SearchMode]) -> dict[str, Any]:
+                    fusions: dict[str, Fusion], modes: Sequence[SearchMode], batch: int = BATCH) -> dict[str, Any]:
     """Store the turns once; return {setting: per-question rows} for every mode and fusion."""
     with tempfile.TemporaryDirectory(prefix="locomo-") as tmp:
-        settings = Settings(milvus_uri=str(Path(tmp) / "locomo.db"), memory_collection="locomo")
+        settings = Settings(milvus_uri=str(Path(tmp) / "locomo.db"), memory_collection="locomo",
+                            limits=Limits(batch=max(batch, Limits().batch)))
         store = MemoryStore(settings.milvus_uri, settings.memory_collection, embedder.dimension)
         service = MemoryService(settings, store, embedder)
         await service.open()
@@ -196,8 +200,8 @@ async def _evaluate(conversations: list[Conversation], fmt: Formatter, embedder:
             for conv in conversations:
                 items = [MemoryIn(content=fmt(conv.turns, i), community=conv.name,
                                   metadata={"dia_id": t.dia_id}) for i, t in enumerate(conv.turns)]
-                for start in range(0, len(items), 256):
-                    await service.remember_many(items[start:start + 256])
+                for start in range(0, len(items), batch):
+                    await service.remember_many(items[start:start + batch])
             load_s = time.perf_counter() - started
             rows: dict[str, list[dict[str, Any]]] = {}
             for mode in modes:
@@ -262,7 +266,7 @@ def run(out_dir: Path, quick: bool, *, locomo_dir: str | Path | None = None,
         "data": str(directory), "conversations": [c.name for c in conversations],
         "turns": sum(len(c.turns) for c in conversations),
         "questions": sum(len(c.questions) for c in conversations),
-        "format": DEFAULT_FORMAT, "fusion": vars(Fusion()), "k": max(KS),
+        "format": DEFAULT_FORMAT, "fusion": vars(Fusion()), "k": max(KS), "write_batch": BATCH,
         "load_seconds": round(evaluated["load_seconds"], 2), "modes": modes_result,
     }
     variants: dict[str, Any] = {}

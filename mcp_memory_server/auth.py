@@ -9,10 +9,10 @@ where `communities` is a list or "*" (every community, for admins) and `rate_lim
 is tool calls per minute. A key of the form `sha256:<hex>` holds the token's SHA-256 digest
 instead of the token itself, so the file need not contain secrets.
 
-`AuthMiddleware` (pure ASGI) guards every path but /health: a missing or unknown token gets
-HTTP 401; a known one attaches its `Caller` (and its rate-limit gate) to the request scope,
-where `server.caller_of` finds it. With no tokens configured, it only lets loopback clients in
-unless `allow_remote` is set.
+`AuthMiddleware` (pure ASGI) guards every path: a missing or unknown token gets HTTP 401, except
+that /health answers requests without a token (with `ok` only). A known token attaches its
+`Caller` (and its rate-limit gate) to the request scope, where `server.caller_of` finds it. With
+no tokens configured, it only lets loopback clients in unless `allow_remote` is set.
 """
 
 from __future__ import annotations
@@ -241,7 +241,7 @@ class AuthMiddleware:
             token = _bearer(scope)
             grant = self.tokens.lookup(token) if token else None
             if grant is None:
-                if not public:
+                if not public or token is not None:  # a wrong token is refused even on /health
                     return await _reject(send, 401, "missing bearer token" if token is None else "unknown token",
                                          {"www-authenticate": 'Bearer realm="mcp-memory-server"'})
                 state[ANONYMOUS_STATE_KEY] = True

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import anyio
@@ -55,6 +56,7 @@ class MemoryService:
         self.routing = routing or RoutingPolicy()
         self._limits = settings.limits
         self._write_lock = anyio.Lock()
+        self._pending: list[_PendingWrite] = []
         self._known: set[str] = set()
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -95,12 +97,7 @@ class MemoryService:
             if record.id not in existing and record.id not in fresh:
                 fresh[record.id] = record
         vectors = await anyio.to_thread.run_sync(self.embedder.embed, [r.content for r in fresh.values()])
-        async with self._write_lock:
-            # Another call may have stored the same content while we were embedding.
-            again = await anyio.to_thread.run_sync(self.store.existing_ids, communities, list(fresh))
-            to_insert = [(r, v) for r, v in zip(fresh.values(), vectors, strict=True) if r.id not in again]
-            await anyio.to_thread.run_sync(self.store.insert, [r for r, _ in to_insert], [v for _, v in to_insert])
-        inserted = {r.id for r, _ in to_insert}
+        inserted = await self._commit(list(zip(fresh.values(), vectors, strict=True)))
         self._known.update(communities)
         results: list[Remembered] = []
         claimed: set[str] = set()
@@ -109,6 +106,49 @@ class MemoryService:
             claimed.add(record.id)
             results.append(Remembered(id=record.id, community=record.community, duplicate=not new))
         return RememberedMany(results=results, stored=len(inserted), duplicates=len(records) - len(inserted))
+
+    async def _commit(self, rows: list[tuple[MemoryRecord, list[float]]]) -> set[str]:
+        """Insert the rows that are not stored yet; return the ids this call inserted.
+
+        Group commit: writes that arrive while another is being committed wait for the lock and are
+        then committed together, with one existence check and one insert (on Lite, one flush) for
+        all of them. The check under the lock also catches the same content written concurrently.
+        """
+        if not rows:
+            return set()
+        write = _PendingWrite(rows)
+        self._pending.append(write)
+        async with self._write_lock:
+            if not write.done:
+                batch, self._pending = self._pending, []
+                # Shielded: the batch holds other callers' writes, and the insert cannot be undone.
+                with anyio.CancelScope(shield=True):
+                    await self._commit_batch(batch)
+        if write.error is not None:
+            raise write.error
+        return write.inserted
+
+    async def _commit_batch(self, batch: list[_PendingWrite]) -> None:
+        ids = [record.id for write in batch for record, _ in write.rows]
+        communities = sorted({record.community for write in batch for record, _ in write.rows})
+        try:
+            claimed = await anyio.to_thread.run_sync(self.store.existing_ids, communities, ids)
+            records: list[MemoryRecord] = []
+            vectors: list[list[float]] = []
+            for write in batch:
+                for record, vector in write.rows:
+                    if record.id not in claimed:
+                        claimed.add(record.id)
+                        write.inserted.add(record.id)
+                        records.append(record)
+                        vectors.append(vector)
+            await anyio.to_thread.run_sync(self.store.insert, records, vectors)
+        except Exception as exc:  # every write of the batch failed with it
+            for write in batch:
+                write.error, write.inserted = exc, set()
+        finally:
+            for write in batch:
+                write.done = True
 
     def _record(self, item: MemoryIn, caller: Caller, now: int, position: int | None) -> MemoryRecord:
         where = f"memory {position}: " if position is not None else ""
@@ -291,6 +331,16 @@ class MemoryService:
         if n:
             self._known.add(community)
         return n > 0
+
+
+@dataclass
+class _PendingWrite:
+    """One call's rows waiting for a group commit, and its outcome."""
+
+    rows: list[tuple[MemoryRecord, list[float]]]
+    inserted: set[str] = field(default_factory=set)
+    error: Exception | None = None
+    done: bool = False
 
 
 def _hit(record: MemoryRecord, score: float) -> Hit:

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from benchmarks import latency, locomo, peer_mem0, report
 from benchmarks import __main__ as runner
+from benchmarks import latency, locomo, peer_mem0, report
 
 # A LoCoMo-shaped conversation written for this test (the real data set is not needed).
 CONVERSATION: dict[str, Any] = {

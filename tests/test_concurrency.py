@@ -10,7 +10,9 @@ from __future__ import annotations
 import os
 import random
 import signal
+import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,10 @@ import anyio
 import pytest
 from mcp import ClientSession
 
+from mcp_memory_server.coalesce import CoalescingEmbedder
+from mcp_memory_server.errors import EmbeddingError
+from mcp_memory_server.models import MemoryIn
+from mcp_memory_server.runtime import Runtime
 from tests.conftest import error_text
 from tests.hub_sessions import http_session, hub_process, rows_per_id
 
@@ -128,10 +134,66 @@ async def run_clients(db: Path, clients: int, operations: int, timeout: float) -
 
 
 async def test_sixteen_clients_mixing_operations_lose_nothing_and_see_each_others_writes(tmp_path: Path) -> None:
-    await run_clients(tmp_path / "memory.db", 16, 300, timeout=float(os.environ.get("CONCURRENCY_TIMEOUT", "240")))
+    await run_clients(tmp_path / "memory.db", 16, 300, timeout=float(os.environ.get("CONCURRENCY_TIMEOUT", "600")))
 
 
 @pytest.mark.soak
 async def test_many_clients_for_long_lose_nothing_and_see_each_others_writes(tmp_path: Path) -> None:
     await run_clients(tmp_path / "memory.db", int(os.environ.get("SOAK_CLIENTS", "32")),
                       int(os.environ.get("SOAK_OPERATIONS", "1000")), timeout=4 * 3600)
+
+
+class _SlowEmbedder:
+    """Deterministic vectors, slow enough that concurrent callers pile up; counts model calls."""
+
+    name, dimension = "slow", 2
+
+    def __init__(self) -> None:
+        self.calls: list[int] = []
+
+    def warm_up(self) -> None:
+        return None
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        if "boom" in texts:
+            raise EmbeddingError("model failed")
+        self.calls.append(len(texts))
+        time.sleep(0.05)
+        return [[float(len(t)), 1.0] for t in texts]
+
+
+def test_concurrent_embeds_share_model_calls_and_each_caller_gets_its_own_vectors() -> None:
+    inner = _SlowEmbedder()
+    embedder = CoalescingEmbedder(inner)
+    results: dict[int, list[list[float]]] = {}
+
+    def caller(number: int) -> None:
+        results[number] = embedder.embed(["x" * number, "y" * (number + 1)])
+
+    threads = [threading.Thread(target=caller, args=(n,)) for n in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert results == {n: [[float(n), 1.0], [float(n + 1), 1.0]] for n in range(16)}
+    assert sum(inner.calls) == 32 and len(inner.calls) < 16
+    with pytest.raises(EmbeddingError, match="model failed"):
+        embedder.embed(["boom"])
+    assert embedder.embed(["after"]) == [[5.0, 1.0]]
+
+
+async def test_concurrent_writes_of_the_same_content_store_it_once(runtime: Runtime) -> None:
+    memory = await runtime.memory()
+    outcomes: list[bool] = []
+
+    async def write(number: int) -> None:
+        done = await memory.remember_many([MemoryIn(content="the same fact, sent by everyone"),
+                                           MemoryIn(content=f"a fact only client {number} knows")])
+        outcomes.append(done.results[0].duplicate)
+
+    with anyio.fail_after(120):
+        async with anyio.create_task_group() as tasks:
+            for number in range(16):
+                tasks.start_soon(write, number)
+    assert sorted(outcomes) == [False] + [True] * 15
+    assert (await memory.stats()).total == 17

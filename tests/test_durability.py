@@ -3,9 +3,11 @@ stores none twice (also when clients retry), and SIGTERM shuts it down cleanly w
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -22,6 +24,19 @@ COMMUNITY = "durable"
 
 async def test_kill_9_during_writes_loses_no_acknowledged_write_and_retries_store_nothing_twice(
         tmp_path: Path) -> None:
+    await kill_during_writes(tmp_path, acks_before_kill=120)
+
+
+@pytest.mark.soak
+async def test_repeated_kill_9_under_heavier_writes_loses_nothing(tmp_path: Path) -> None:
+    for cycle in range(int(os.environ.get("SOAK_KILL_CYCLES", "5"))):
+        (tmp_path / str(cycle)).mkdir()
+        await kill_during_writes(tmp_path / str(cycle), acks_before_kill=1000)
+
+
+async def kill_during_writes(tmp_path: Path, acks_before_kill: int) -> None:
+    """Four clients write until `acks_before_kill` writes are acknowledged; kill -9; restart; every
+    client retries everything it sent; each acknowledged write is then stored exactly once."""
     db, log = tmp_path / "memory.db", tmp_path / "hub.log"
     acked: dict[str, str] = {}  # content -> id
     sent: list[str] = []
@@ -35,11 +50,11 @@ async def test_kill_9_during_writes_loses_no_acknowledged_write_and_retries_stor
                 acked[content] = result["id"]
 
     with hub_process(db, log) as (process, base):
-        with anyio.fail_after(180):
+        with anyio.fail_after(180 + acks_before_kill):
             async with anyio.create_task_group() as tasks:
                 for number in range(4):
                     tasks.start_soon(_until_killed, writer, f"{base}/mcp", number)
-                while len(acked) < 120:
+                while len(acked) < acks_before_kill:
                     await anyio.sleep(0.01)
                 process.kill()  # SIGKILL: no flush, no close
                 await anyio.to_thread.run_sync(process.wait)
@@ -51,14 +66,16 @@ async def test_kill_9_during_writes_loses_no_acknowledged_write_and_retries_stor
     with hub_process(db, log) as (process, base):
         async with http_session(f"{base}/mcp") as session:
             # Every client retries everything it sent, acknowledged or not (it may have lost the reply).
-            retried = await call(session, "remember_many",
-                                 memories=[{"content": c, "community": COMMUNITY} for c in sent])
+            results: list[dict[str, Any]] = []
+            for start in range(0, len(sent), 500):
+                results += (await call(session, "remember_many", memories=[
+                    {"content": c, "community": COMMUNITY} for c in sent[start:start + 500]]))["results"]
             stats = await call(session, "stats")
         process.send_signal(signal.SIGTERM)
         await anyio.to_thread.run_sync(process.wait, 30)
-    by_content = {c: r["id"] for c, r in zip(sent, retried["results"], strict=True)}
+    by_content = {c: r["id"] for c, r in zip(sent, results, strict=True)}
     assert all(by_content[c] == i for c, i in acked.items())
-    assert all(r["duplicate"] for c, r in zip(sent, retried["results"], strict=True) if c in acked)
+    assert all(r["duplicate"] for c, r in zip(sent, results, strict=True) if c in acked)
     counts = rows_per_id(db, list(by_content.values()))
     print(f"\nkill -9 after {killed_at} acknowledged writes ({len(in_flight)} in flight): "
           f"{sum(counts[i] > 0 for i in acked.values())}/{killed_at} present after restart, "

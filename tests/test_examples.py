@@ -67,4 +67,4 @@ async def test_stdio_examples_serve_as_written(tmp_path: Path) -> None:
                 await session.initialize()
                 stored = await call(session, "remember", content=f"configured by {name}")
                 hits = (await call(session, "recall", query=f"configured by {name}", mode="keyword"))["hits"]
-                assert hits[0]["id"] == stored["id"], name
+                assert stored["id"] in [h["id"] for h in hits], name
