@@ -4,10 +4,7 @@ auth, limits, concurrency, property and durability tests)."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
-import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
@@ -22,9 +19,8 @@ from starlette.middleware import Middleware
 from mcp_memory_server.auth import AuthMiddleware, RateLimiter, Tokens, parse_grants
 from mcp_memory_server.config import Settings
 from mcp_memory_server.store import MemoryStore
-from tests.conftest import Hub, free_port, running_hub
-
-BIN = Path(sys.executable).with_name("mcp-memory-server")
+from tests import procs
+from tests.conftest import Hub, running_hub
 
 ALPHA = "alpha-token-0123456789abcdef"
 BETA = "beta-token-0123456789abcdef"
@@ -76,31 +72,10 @@ async def sse_session(url: str, token: str | None = None) -> AsyncIterator[Clien
 def hub_process(db: Path, log: Path, timeout: float = 120.0, grants: dict[str, Any] | None = None
                 ) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
     """`mcp-memory-server serve --transport streamable-http` on a free port (with `grants` as
-    MEMORY_AUTH_TOKENS); yields (process, base URL) once /health answers ok. Kills it on exit if
-    it is still running."""
-    port = free_port()
-    env = {**os.environ, "MILVUS_URI": str(db), "MEMORY_AUTH_FILE": "",
-           "MEMORY_AUTH_TOKENS": json.dumps(grants) if grants else "", "MEMORY_HUB_URL": ""}
-    with log.open("ab") as sink:
-        process = subprocess.Popen([str(BIN), "serve", "--transport", "streamable-http", "--port", str(port)],
-                                   env=env, stdout=sink, stderr=sink)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            assert process.poll() is None, f"the hub exited: {log.read_text()[-2000:]}"
-            assert time.monotonic() < deadline, "the hub did not become healthy"
-            try:
-                if httpx.get(f"{base}/health", timeout=5).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
+    MEMORY_AUTH_TOKENS), logging to `log`; yields (process, base URL) once /health answers ok."""
+    extra = {"MEMORY_AUTH_TOKENS": json.dumps(grants)} if grants else {}
+    with procs.hub_process(db, log.parent, timeout=timeout, log=log, **extra) as (base, process):
         yield process, base
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
 
 
 def rows_per_id(db: Path, ids: list[str]) -> dict[str, int]:

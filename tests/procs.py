@@ -35,20 +35,22 @@ def stdio_params(db: Path, cwd: Path, **extra: str) -> StdioServerParameters:
 
 @contextmanager
 def hub_process(db: Path, cwd: Path, transport: str = "streamable-http", timeout: float = 120.0,
-                port: int | None = None, **extra: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+                port: int | None = None, log: Path | None = None,
+                **extra: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """`mcp-memory-server serve` as a subprocess on a loopback port (a free one by default); yields
-    (base URL, process) once /health answers ok, and stops it with SIGTERM (SIGKILL if it lingers)."""
+    (base URL, process) once /health answers ok, and stops it with SIGTERM (SIGKILL if it lingers).
+    Its output is appended to `log` (default: cwd/hub-PORT.log)."""
     port = port or free_port()
-    log = (cwd / f"hub-{port}.log").open("wb")
+    sink = (log or cwd / f"hub-{port}.log").open("ab")
     proc = subprocess.Popen([*SERVER, "serve", "--transport", transport, "--port", str(port)],
-                            env=server_env(db, **extra), cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
+                            env=server_env(db, **extra), cwd=cwd, stdout=sink, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
         wait_healthy(base, proc, timeout)
         yield base, proc
     finally:
         stop(proc)
-        log.close()
+        sink.close()
 
 
 def wait_healthy(base: str, proc: subprocess.Popen[bytes], timeout: float) -> None:
