@@ -15,6 +15,8 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 COMMUNITY_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
+# A MILVUS_URI starting with one of these names a Milvus server; anything else is a Milvus Lite path.
+SERVER_SCHEMES = ("http://", "https://", "tcp://", "unix:")
 
 
 def default_data_dir() -> Path:
@@ -89,7 +91,7 @@ class Settings(BaseSettings):
     @property
     def is_lite(self) -> bool:
         """True when MILVUS_URI names a local Milvus Lite database file rather than a server."""
-        return not self.milvus_uri.startswith(("http://", "https://", "tcp://", "unix:"))
+        return not self.milvus_uri.startswith(SERVER_SCHEMES)
 
     @property
     def dimension(self) -> int:

@@ -15,10 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from .config import SERVER_SCHEMES
 from .errors import DimensionMismatch, StoreError
 from .filters import MemoryFilter, quote_list
-
-SERVER_SCHEMES = ("http://", "https://", "tcp://", "unix:")
 
 # pymilvus parses $MILVUS_URI when it is imported and raises on a Milvus Lite path. We read
 # MILVUS_URI ourselves (config.py), so a local path is hidden from pymilvus during its import.
@@ -288,11 +287,6 @@ class MemoryStore:
             key = (row["community"], row["kind"])
             counts[key] = counts.get(key, 0) + 1
         return counts
-
-    def iterate(self, flt: MemoryFilter) -> Iterator[MemoryRecord]:
-        """Every memory the filter matches, in batches (for export)."""
-        for row in self._iterate(flt.expression(), FIELDS):
-            yield MemoryRecord.from_entity(row)
 
     def search(
         self,
