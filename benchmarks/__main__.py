@@ -35,6 +35,32 @@ def _routing(out: Path, quick: bool) -> dict[str, Any]:
     return routing.run(out, quick)
 
 
+def _earlier(out: Path, chosen: Sequence[str], quick: bool) -> dict[str, Any]:
+    """Results in `out` of the benchmarks not run now, from the previous run of the same size:
+    {"results", "benchmarks", "started", "machine"}; empty when there are none."""
+    try:
+        previous = json.loads((out / "run.json").read_text("utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if previous.get("quick") != quick:
+        return {}
+    kept: dict[str, Any] = {}
+    for name in NAMES:
+        if name in chosen:
+            continue
+        try:
+            kept[name] = json.loads((out / f"{name}.json").read_text("utf-8"))
+        except (OSError, ValueError):
+            continue
+    if not kept:
+        return {}
+    before = previous.get("earlier") or {}
+    started = before.get("started", previous.get("started")) if set(kept) <= set(before.get("benchmarks", [])) \
+        else previous.get("started")
+    return {"results": kept, "benchmarks": sorted(kept), "started": started,
+            "machine": before.get("machine", previous.get("machine"))}
+
+
 def machine() -> str:
     cpu = platform.processor() or platform.machine()
     try:
@@ -84,6 +110,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     results["run"] = {"started": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "machine": machine(),
                       "quick": args.quick, "seconds": round(time.perf_counter() - started, 1),
                       "durations_s": durations, "benchmarks": chosen}
+    earlier = _earlier(out, chosen, args.quick)
+    if earlier:  # a partial run: the summary keeps the other benchmarks' numbers, saying where they are from
+        results.update(earlier.pop("results"))
+        results["run"]["earlier"] = earlier
     (out / "run.json").write_text(json.dumps(results["run"], indent=2) + "\n", "utf-8")
     usable = {k: v for k, v in results.items() if k == "run" or "error" not in v or k in ("routing",)}
     (out / "summary.md").write_text(report.summary(usable), "utf-8")

@@ -26,6 +26,10 @@ def summary(results: dict[str, Any]) -> str:
     lines = [f"# Benchmark results ({'quick' if meta['quick'] else 'full'} run)", "",
              f"Run {meta['started']} on {meta['machine']}, {meta['seconds']:.0f} s in all. "
              "Every number below is read from the JSON files beside this summary (`make bench` rewrites them).", ""]
+    earlier = meta.get("earlier")
+    if earlier:
+        lines[-1:] = [f"This run: {', '.join(meta['benchmarks'])}. {', '.join(earlier['benchmarks'])}: kept from the "
+                      f"run of {earlier['started']} on {earlier['machine']}.", ""]
     if "locomo" in results:
         lines += _locomo(results["locomo"])
     if "latency" in results:
@@ -124,12 +128,16 @@ def _routing(r: dict[str, Any]) -> list[str]:
     if "error" in r:
         return ["## Routing", "", f"Not run: {r['error']}", ""]
     lines = ["## Routing", "", "`route` against a keyword baseline (details in `routing.json`).", "",
-             "| router | part | top-1 | any correct | both chosen |", "|---|---|---|---|---|"]
+             "| router | part | top-1 | any correct | both chosen | experts per question | precision |",
+             "|---|---|---|---|---|---|---|"]
     for name in ("route", "keyword_baseline"):
         for part, m in r.get(name, {}).items():
-            cells = " | ".join("-" if m.get(c) is None else f"{m[c]:.3f}" for c in ("top1", "any_correct",
-                                                                                 "both_chosen"))
+            cells = " | ".join("-" if m.get(c) is None else f"{m[c]:.3f}"
+                               for c in ("top1", "any_correct", "both_chosen", "mean_chosen", "precision"))
             lines.append(f"| {name} | {part} | {cells} |")
+    if "off_topic" in r:
+        lines += ["", f"Off-topic probes answered with no expert: {r['off_topic']['empty']:.0%} of "
+                      f"{r['off_topic']['questions']}; median `route` time {r.get('route_ms_median', '-')} ms."]
     return lines + [""]
 
 

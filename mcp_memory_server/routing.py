@@ -1,25 +1,27 @@
 """Choosing experts for a question from what they say they know and what they have done.
 
-Pure scoring, no I/O: `MemoryService.route` gathers the evidence (similarity of the question to
-each expert's profile and skills, and to the memories each expert wrote) and `rank_experts`
-turns it into a decision:
+Pure scoring, no I/O: `MemoryService.route` gathers the evidence (similarity of the question, and
+of each short phrase of it, to each expert's profile and skills, and of the question to the
+memories each expert wrote) and `rank_experts` turns it into a decision:
 
 - an expert's score blends its best-fitting profile or skill (`profile`) with its memory
   closest to the question (`experience`: knowledge it loaded, answers it gave);
 - no expert is chosen when the best score is below `min_score` (the question is nobody's
   business: better no answer than a guess);
-- the best expert is chosen; another one joins when its score is close to the best, or when the
-  question names things that only that expert lists in its profile (a product or tool name such
-  as "helm" or "pandas") and its score is still reasonable. That catches questions that span two
-  domains, whose embedding leans towards one of them.
+- the best expert is chosen; another one joins when its score is close to the best, or when some
+  phrase of the question (a few words: "inside our Kubernetes pod", "users of our Android app")
+  fits its profile clearly better than anyone else's while its own score is still reasonable.
+  A question that spans two domains embeds as a whole towards the one it says most about; its
+  phrases still show the other.
 """
 
 from __future__ import annotations
 
-import re
-from collections import Counter
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from .models import ExpertMatch
 from .store import MemoryRecord
@@ -27,6 +29,7 @@ from .store import MemoryRecord
 PROFILE_KIND = "expert_profile"
 SKILL_KIND = "expert_skill"
 EXPERT_KINDS = (PROFILE_KIND, SKILL_KIND)
+MAX_EXPERT_LINES = 16384  # profile and skill memories read per route (Milvus' largest query)
 
 
 @dataclass(frozen=True)
@@ -40,17 +43,47 @@ class RoutingPolicy:
     profile_weight: float = 0.6  # the rest is experience
     experience_top: int = 1  # how many of an expert's closest memories are averaged as its experience
     min_score: float = 0.20  # below this no expert is a confident match
-    second_gap: float = 0.06  # another expert joins when within this of the best score ...
-    named_bonus: float = 0.10  # ... counting this much per term only its profile names
-    named_cap: int = 3  # at most this many named terms count
-    second_floor: float = 0.30  # and never with a score below this
+    second_gap: float = 0.06  # another expert joins when within this of the best score, or ...
+    phrase_words: int = 4  # ... when a phrase of this many words of the question (overlapping by half)
+    phrase_min: float = 0.30  # fits its profile or a skill at least this well
+    phrase_margin: float = 0.05  # and by this much better than any other expert's,
+    second_floor: float = 0.25  # provided its own score is at least this
+    max_phrases: int = 32  # longer questions are sampled with a wider step
+
+
+def phrases(question: str, policy: RoutingPolicy | None = None) -> list[str]:
+    """The overlapping word windows of `question` that `route` compares with the experts'
+    profiles: none for a question no longer than one window (the whole question is compared
+    anyway), at most `max_phrases`, always including the last words."""
+    policy = policy or RoutingPolicy()
+    words = question.split()
+    size = policy.phrase_words
+    if len(words) <= size:
+        return []
+    last = len(words) - size
+    step = max(1, size // 2, math.ceil(last / max(1, policy.max_phrases - 1)))
+    starts = list(range(0, last + 1, step))
+    if starts[-1] != last:
+        starts.append(last)
+    return [" ".join(words[i:i + size]) for i in starts[: policy.max_phrases]]
+
+
+def similarities(queries: Sequence[Sequence[float]], lines: Sequence[Sequence[float]]) -> list[list[float]]:
+    """Cosine similarity of every query vector with every line vector: one row per query."""
+    if not queries or not lines:
+        return [[] for _ in queries]
+    q = np.asarray(queries, dtype=np.float32)
+    m = np.asarray(lines, dtype=np.float32)
+    q /= np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
+    m /= np.maximum(np.linalg.norm(m, axis=1, keepdims=True), 1e-12)
+    return [[float(x) for x in row] for row in q @ m.T]
 
 
 @dataclass
 class _Evidence:
     profile: list[tuple[MemoryRecord, float]] = field(default_factory=list)
     experience: list[tuple[MemoryRecord, float]] = field(default_factory=list)
-    named: list[str] = field(default_factory=list)
+    phrase: tuple[str, MemoryRecord, float] | None = None  # the phrase that is clearly its business
     score: float = 0.0
 
 
@@ -61,16 +94,14 @@ def rank_experts(
     k: int,
     policy: RoutingPolicy | None = None,
     *,
-    question: str = "",
-    profiles: Sequence[MemoryRecord] = (),
+    phrase_hits: Sequence[tuple[str, Sequence[tuple[MemoryRecord, float]]]] = (),
     experience_complete: bool = True,
 ) -> list[ExpertMatch]:
     """The up-to-k experts best placed to answer, best first; empty when none is confident.
 
     `profile_hits` / `experience_hits` are (memory, cosine similarity) pairs from searches over
-    the experts' profile and skill memories and over their other memories. `profiles` are the
-    experts' profile memories (metadata "skills" lists their skills): terms that only one
-    expert's profile names count for that expert when `question` names them.
+    the experts' profile and skill memories and over their other memories. `phrase_hits` pairs
+    each phrase of the question (`phrases`) with its search over the profile and skill memories.
     `experience_complete` says whether `experience_hits` holds every memory of the experts (a
     search shorter than its limit): if not, an expert absent from it has memories, all less
     similar than the last hit.
@@ -85,12 +116,17 @@ def rank_experts(
         floor = sim if floor is None else min(floor, sim)
         if record.agent_id in evidence:
             evidence[record.agent_id].experience.append((record, sim))
-    named = named_terms(question, profiles)
+    for text, hits in phrase_hits:
+        owner = _phrase_owner(hits, evidence, policy)
+        if owner is not None:
+            record, sim = owner
+            current = evidence[record.agent_id].phrase
+            if current is None or sim > current[2]:
+                evidence[record.agent_id].phrase = (text, record, sim)
 
-    for agent, ev in evidence.items():
+    for ev in evidence.values():
         ev.profile.sort(key=lambda h: -h[1])
         ev.experience.sort(key=lambda h: -h[1])
-        ev.named = named.get(agent, [])
         profile = ev.profile[0][1] if ev.profile else 0.0
         top = [s for _, s in ev.experience[: policy.experience_top]]
         if top:
@@ -107,51 +143,31 @@ def rank_experts(
     best = ranked[0][1].score
     chosen = [ranked[0]]
     for agent, ev in ranked[1:]:
-        boosted = ev.score + policy.named_bonus * min(len(ev.named), policy.named_cap)
-        if ev.score >= policy.second_floor and boosted >= best - policy.second_gap:
+        close = ev.score >= best - policy.second_gap
+        if close or (ev.phrase is not None and ev.score >= policy.second_floor):
             chosen.append((agent, ev))
-    return [_match(agent, ev) for agent, ev in chosen[:k]]
+    return [_match(agent, ev, reason_phrase=agent != ranked[0][0]) for agent, ev in chosen[:k]]
 
 
-# Words too common to say anything about a domain, even when a profile happens to use them.
-_STOP = frozenset(
-    "the and for with from into that this then than are was were not but you your our out how what "
-    "when where which who why can use using does did has have had its via all any some other".split()
-)
+def _phrase_owner(hits: Sequence[tuple[MemoryRecord, float]], evidence: dict[str, _Evidence],
+                  policy: RoutingPolicy) -> tuple[MemoryRecord, float] | None:
+    """The best profile or skill line for a phrase, when it clearly beats every other expert's."""
+    best: dict[str, tuple[MemoryRecord, float]] = {}
+    for record, sim in hits:
+        if record.agent_id in evidence and (record.agent_id not in best or sim > best[record.agent_id][1]):
+            best[record.agent_id] = (record, sim)
+    if not best:
+        return None
+    ordered = sorted(best.values(), key=lambda h: -h[1])
+    top = ordered[0]
+    # an expert missing from the hits fits the phrase less than the last hit does
+    runner_up = ordered[1][1] if len(ordered) > 1 else (min(s for _, s in hits) if len(evidence) > 1 else 0.0)
+    if top[1] >= policy.phrase_min and top[1] - runner_up >= policy.phrase_margin:
+        return top
+    return None
 
 
-def terms(text: str) -> set[str]:
-    """Lowercase word terms of `text`: camelCase split, 3+ characters, a plural 's' dropped."""
-    text = re.sub(r"([a-z])([A-Z])", r"\1 \2", text)
-    out: set[str] = set()
-    for word in re.findall(r"[a-z][a-z0-9]+", text.lower()):
-        if len(word) < 3 or word in _STOP:
-            continue
-        if len(word) > 3 and word.endswith("s") and not word.endswith("ss"):
-            word = word[:-1]
-        out.add(word)
-    return out
-
-
-def named_terms(question: str, profiles: Sequence[MemoryRecord]) -> dict[str, list[str]]:
-    """For each expert, the terms of `question` that its profile (description and skills) names
-    and no other expert's profile does."""
-    vocab: dict[str, set[str]] = {}
-    for record in profiles:
-        skills = (record.metadata or {}).get("skills") or []
-        words = terms(" ".join([record.content, *[s for s in skills if isinstance(s, str)]]))
-        vocab.setdefault(record.agent_id, set()).update(words)
-    asked = terms(question)
-    experts_naming = Counter(word for words in vocab.values() for word in words & asked)
-    out: dict[str, list[str]] = {}
-    for agent, words in vocab.items():
-        hits = sorted(w for w in words & asked if experts_naming[w] == 1)
-        if hits:
-            out[agent] = hits
-    return out
-
-
-def _match(agent: str, ev: _Evidence) -> ExpertMatch:
+def _match(agent: str, ev: _Evidence, *, reason_phrase: bool) -> ExpertMatch:
     parts: list[str] = []
     ids: list[str] = []
     if ev.profile:
@@ -163,8 +179,11 @@ def _match(agent: str, ev: _Evidence) -> ExpertMatch:
         record, sim = ev.experience[0]
         parts.append(f"own {record.kind} '{_short(record.content, 50)}' is close ({sim:.2f})")
         ids += [r.id for r, _ in ev.experience[:3]]
-    if ev.named:
-        parts.append("question names " + ", ".join(ev.named[:5]))
+    if reason_phrase and ev.phrase is not None:
+        text, record, sim = ev.phrase
+        parts.append(f"the words '{_short(text, 40)}' fit '{_short(record.content, 40)}' ({sim:.2f})")
+        if record.id not in ids:
+            ids.append(record.id)
     return ExpertMatch(agent_id=agent, score=round(max(0.0, min(1.0, ev.score)), 4),
                        reason="; ".join(parts) or "registered expert", memory_ids=ids)
 

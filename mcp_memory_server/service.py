@@ -35,7 +35,16 @@ from .models import (
     SearchMode,
     Stats,
 )
-from .routing import EXPERT_KINDS, PROFILE_KIND, SKILL_KIND, RoutingPolicy, rank_experts
+from .routing import (
+    EXPERT_KINDS,
+    MAX_EXPERT_LINES,
+    PROFILE_KIND,
+    SKILL_KIND,
+    RoutingPolicy,
+    phrases,
+    rank_experts,
+    similarities,
+)
 from .store import MemoryRecord, MemoryStore
 
 
@@ -252,26 +261,30 @@ class MemoryService:
         caller.require(name)
         if community is not None and not await self._exists(name):
             raise UnknownCommunity(f"community {name!r} holds no memories yet, so it has no experts")
-        profiles = await anyio.to_thread.run_sync(
-            lambda: self.store.get(MemoryFilter(communities=[name], kinds=[PROFILE_KIND]), limit=1000))
-        experts = sorted({p.agent_id for p in profiles})
+        lines = await anyio.to_thread.run_sync(lambda: self.store.get_with_vectors(
+            MemoryFilter(communities=[name], kinds=list(EXPERT_KINDS)), limit=MAX_EXPERT_LINES))
+        experts = sorted({r.agent_id for r, _ in lines if r.kind == PROFILE_KIND})
         if not experts:
             return Routed(experts=[], community=name)
-        vector = (await anyio.to_thread.run_sync(self.embedder.embed, [question]))[0]
+        lines = [(r, v) for r, v in lines if r.agent_id in experts]
+        parts = phrases(question, self.routing)
+
+        def embed() -> list[list[float]]:
+            # apart: in one batch the short phrases would be padded to the question's length
+            return self.embedder.embed([question]) + (self.embedder.embed(parts) if parts else [])
+
+        vectors = await anyio.to_thread.run_sync(embed)
         depth = min(16384, max(50, 20 * len(experts)))
-
-        def gather() -> tuple[list[tuple[MemoryRecord, float]], list[tuple[MemoryRecord, float]]]:
-            profile_hits = self.store.search(
-                MemoryFilter(communities=[name], kinds=list(EXPERT_KINDS), agent_ids=experts),
-                depth, "semantic", vector=vector)
-            experience_hits = self.store.search(
-                MemoryFilter(communities=[name], agent_ids=experts, exclude_kinds=list(EXPERT_KINDS)),
-                depth, "semantic", vector=vector)
-            return profile_hits, experience_hits
-
-        profile_hits, experience_hits = await anyio.to_thread.run_sync(gather)
-        chosen = rank_experts(experts, profile_hits, experience_hits, k, self.routing, question=question,
-                              profiles=profiles, experience_complete=len(experience_hits) < depth)
+        experience_hits = await anyio.to_thread.run_sync(lambda: self.store.search(
+            MemoryFilter(communities=[name], agent_ids=experts, exclude_kinds=list(EXPERT_KINDS)),
+            depth, "semantic", vector=vectors[0]))
+        # profile and skill lines are few: compare every one with the question and its phrases here
+        fits = similarities(vectors, [v for _, v in lines])
+        records = [r for r, _ in lines]
+        chosen = rank_experts(experts, list(zip(records, fits[0], strict=True)), experience_hits, k, self.routing,
+                              phrase_hits=[(text, list(zip(records, row, strict=True)))
+                                           for text, row in zip(parts, fits[1:], strict=True)],
+                              experience_complete=len(experience_hits) < depth)
         return Routed(experts=chosen, community=name)
 
     async def stats(self, caller: Caller = ANYONE) -> Stats:

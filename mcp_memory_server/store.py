@@ -265,6 +265,12 @@ class MemoryStore:
                           output_fields=FIELDS, limit=limit, partition_names=self._partitions(flt.communities))
         return [MemoryRecord.from_entity(r) for r in rows]
 
+    def get_with_vectors(self, flt: MemoryFilter, limit: int = 1000) -> list[tuple[MemoryRecord, list[float]]]:
+        """Like `get`, with each memory's dense vector."""
+        rows = self._call(self.client.query, self.collection, filter=flt.expression(), output_fields=[*FIELDS, "dense"],
+                          limit=limit, partition_names=self._partitions(flt.communities))
+        return [(MemoryRecord.from_entity(r), [float(x) for x in r["dense"]]) for r in rows]
+
     def count(self, flt: MemoryFilter) -> int:
         rows = self._call(self.client.query, self.collection, filter=flt.expression(),
                           output_fields=["count(*)"], partition_names=self._partitions(flt.communities))

@@ -103,6 +103,25 @@ def test_runner_writes_json_summary_and_plots(locomo_dir: Path, tmp_path: Path) 
     assert (out / "locomo.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_a_partial_run_keeps_the_other_benchmarks_in_the_summary(locomo_dir: Path, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "results"
+    assert runner.main(["--quick", "--out", str(out), "--locomo-dir", str(locomo_dir), "--only", "locomo"]) == 0
+    first = json.loads((out / "run.json").read_text())["started"]
+    questions = tmp_path / "questions.jsonl"
+    questions.write_text(json.dumps({"question": "My pod restarts with exit code 137", "experts": ["devops"]}) + "\n")
+    monkeypatch.setenv("ROUTING_QUESTIONS", str(questions))
+    assert runner.main(["--quick", "--out", str(out), "--only", "routing"]) == 0
+    run = json.loads((out / "run.json").read_text())
+    assert run["benchmarks"] == ["routing"] and run["earlier"]["benchmarks"] == ["locomo"]
+    assert run["earlier"]["started"] == first
+    summary = (out / "summary.md").read_text()
+    assert "## Retrieval quality: LoCoMo" in summary and "## Routing" in summary
+    assert f"locomo: kept from the run of {first}" in summary
+    # a full-size run does not borrow quick results
+    assert runner._earlier(out, ["routing"], quick=False) == {}
+
+
 def test_report_draws_latency_plots_from_a_result(tmp_path: Path) -> None:
     point = {"p50_ms": 5.0, "p90_ms": 6.0, "p99_ms": 9.0, "mean_ms": 5.5, "n": 3}
     conc = [{"clients": 1, "throughput_per_s": 50.0, **point}]

@@ -7,10 +7,11 @@ from typing import Any
 import pytest
 from mcp import ClientSession
 
-from mcp_memory_server.routing import PROFILE_KIND, SKILL_KIND, RoutingPolicy, rank_experts, terms
+from mcp_memory_server.routing import PROFILE_KIND, SKILL_KIND, RoutingPolicy, phrases, rank_experts
 from mcp_memory_server.runtime import Runtime
 from mcp_memory_server.store import MemoryRecord
 from tests.conftest import call
+from tests.words import terms
 
 pytestmark = pytest.mark.anyio
 
@@ -60,6 +61,15 @@ async def test_route_returns_an_empty_list_for_an_off_topic_question(client: Cli
     assert routed == {"experts": [], "community": COMMUNITY}
 
 
+async def test_route_adds_the_expert_that_a_phrase_of_a_two_domain_question_belongs_to(
+        client: ClientSession) -> None:
+    await register(client)
+    routed = await call(client, "route", question="Users of our Android app see stale prices; the nightly SQL job "
+                                                  "that updates them takes hours", community=COMMUNITY)
+    assert [e["agent_id"] for e in routed["experts"]] == ["db_expert", "mobile_expert"], routed["experts"]
+    assert "Android" in routed["experts"][1]["reason"]
+
+
 async def test_an_expert_whose_past_answers_match_wins_over_a_tie_on_profile(client: ClientSession) -> None:
     same = {"description": "Full-stack developer who helps with any problem in our web product.",
             "skills": ["debugging production issues", "code review"]}
@@ -105,18 +115,42 @@ def record(agent: str, kind: str, content: str, skills: list[str] | None = None)
                         metadata={"skills": skills} if skills is not None else {})
 
 
-def test_a_second_expert_joins_when_the_question_names_what_only_its_profile_lists() -> None:
-    py = record("py", PROFILE_KIND, "Python developer", ["FastAPI web apps", "asyncio"])
-    ops = record("ops", PROFILE_KIND, "Operations engineer", ["Kubernetes pods and deployments", "Helm charts"])
-    profile_hits = [(py, 0.55), (ops, 0.34)]
-    experience_hits = [(record("py", "knowledge", "a"), 0.55), (record("ops", "knowledge", "b"), 0.34)]
-    named = "My FastAPI service gets killed in its Kubernetes pod under load"
-    unnamed = "My web service gets killed under load"
-    chosen = rank_experts(["py", "ops"], profile_hits, experience_hits, 3, question=named, profiles=[py, ops])
+def test_a_second_expert_joins_when_a_phrase_of_the_question_is_clearly_its_business() -> None:
+    py = record("py", PROFILE_KIND, "Python developer")
+    ops = record("ops", PROFILE_KIND, "Operations engineer")
+    k8s = record("ops", SKILL_KIND, "Kubernetes pods and deployments")
+    profile_hits = [(py, 0.55), (ops, 0.30), (k8s, 0.32)]
+    experience_hits = [(record("py", "knowledge", "a"), 0.55), (record("ops", "knowledge", "b"), 0.30)]
+    policy = RoutingPolicy()
+    clear = [("FastAPI service gets killed", [(py, 0.50), (ops, 0.20)]),
+             ("in its Kubernetes pod", [(k8s, policy.phrase_min + 0.1), (py, policy.phrase_min)])]
+    chosen = rank_experts(["py", "ops"], profile_hits, experience_hits, 3, phrase_hits=clear)
     assert [m.agent_id for m in chosen] == ["py", "ops"]
-    assert "kubernete" in chosen[1].reason and "pod" in chosen[1].reason
-    alone = rank_experts(["py", "ops"], profile_hits, experience_hits, 3, question=unnamed, profiles=[py, ops])
-    assert [m.agent_id for m in alone] == ["py"]
+    assert "'in its Kubernetes pod' fit 'Kubernetes pods and deployments'" in chosen[1].reason
+    assert k8s.id in chosen[1].memory_ids and "words" not in chosen[0].reason
+
+    # a phrase that fits ops only slightly better than py, or fits nobody well, adds no one
+    slight = [("in its Kubernetes pod", [(k8s, policy.phrase_min + 0.1), (py, policy.phrase_min + 0.08)])]
+    weak = [("in its Kubernetes pod", [(k8s, policy.phrase_min - 0.01), (py, 0.0)])]
+    for phrase_hits in ([], slight, weak):
+        alone = rank_experts(["py", "ops"], profile_hits, experience_hits, 3, phrase_hits=phrase_hits)
+        assert [m.agent_id for m in alone] == ["py"], phrase_hits
+    # nor does a clear phrase for an expert whose own score is below the floor
+    low = [(record("ops", "knowledge", "b"), policy.second_floor - 0.2)]
+    hits = [(py, 0.55), (ops, policy.second_floor - 0.2)]
+    assert [m.agent_id for m in rank_experts(["py", "ops"], hits, experience_hits[:1] + low, 3,
+                                             phrase_hits=clear)] == ["py"]
+
+
+def test_phrases_cover_every_word_in_overlapping_windows_and_are_bounded() -> None:
+    policy = RoutingPolicy(phrase_words=4, max_phrases=32)
+    assert phrases("Why is my pod pending?", policy) == []  # one window: the question itself
+    words = [f"w{i}" for i in range(11)]
+    got = phrases(" ".join(words), policy)
+    assert got == ["w0 w1 w2 w3", "w2 w3 w4 w5", "w4 w5 w6 w7", "w6 w7 w8 w9", "w7 w8 w9 w10"]
+    long = phrases(" ".join(f"w{i}" for i in range(400)), policy)
+    assert len(long) <= policy.max_phrases and long[0].startswith("w0 ") and long[-1].endswith(" w399")
+    assert all(len(p.split()) == 4 for p in long)
 
 
 def test_rank_experts_is_empty_below_the_confidence_threshold_and_respects_k() -> None:

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from benchmarks import routing as bench
-from mcp_memory_server.routing import terms
 from openagents_bridge.experts import EXPERTS, load_knowledge
+from tests.words import terms
 
 QUESTIONS = [
     {"question": "Why does my list comprehension raise NameError inside a class body?", "experts": ["python"]},
