@@ -69,6 +69,9 @@ class Settings(BaseSettings):
 
     memory_hub_url: str | None = None
     memory_hub_token: str | None = None
+    # Each OpenAgents agent's own hub token (openagents_bridge): JSON {"agent_id": "token", ...}, or
+    # the path of a JSON / YAML file holding it. Agents not listed use MEMORY_HUB_TOKEN.
+    memory_agent_tokens: str | None = None
     memory_host: str = "127.0.0.1"
     memory_port: int = Field(8765, ge=0, le=65535)
     # Hub auth (auth.py): a token file (JSON / YAML / TOML) and/or the same JSON inline.

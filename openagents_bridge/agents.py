@@ -34,6 +34,7 @@ from mcp_memory_server.models import Hit, MemoryIn
 from .experts import EXPERTS, ExpertSpec, load_knowledge
 from .llm import LLMConfig, LLMError, run_tool_loop
 from .memory.adapter import AgentAdapter
+from .tools import agent_token
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +79,9 @@ class MemoryAgent(WorkerAgent):
 
     def __init__(self, agent_id: str, hub_url: str | None, options: CommunityOptions,
                  poll_interval: float = 0.1) -> None:
-        self.memory_adapter = AgentAdapter(hub_url)
+        # its own token when it has one (MEMORY_AGENT_TOKENS): the hub stamps the token's agent id on
+        # every write, so agents sharing one token would all write as the same agent
+        self.memory_adapter = AgentAdapter(hub_url, token=agent_token(agent_id))
         self.options = options
         self._tasks: set[asyncio.Task[None]] = set()
         # interval: how often the runner looks for new events (OpenAgents' default is 1 s per hop).
@@ -117,7 +120,11 @@ class ExpertAgent(MemoryAgent):
     async def on_startup(self) -> None:
         """Register the profile and load the starter knowledge (idempotent: duplicates are skipped)."""
         community = self.options.community
-        await self.memory.register_expert(self.spec.agent_id, self.spec.description, self.spec.skills, community)
+        profile = await self.memory.register_expert(self.spec.agent_id, self.spec.description, self.spec.skills,
+                                                    community)
+        if profile.agent_id != self.spec.agent_id:
+            log.error("the memory hub registered %s as %r, the agent id of its token: route cannot choose it. Give "
+                      "each agent its own token (MEMORY_AGENT_TOKENS)", self.spec.agent_id, profile.agent_id)
         items = [item.model_copy(update={"community": community, "agent_id": self.spec.agent_id,
                                          "kind": "knowledge"}) for item in load_knowledge(self.spec.agent_id)]
         if items:

@@ -1,10 +1,11 @@
 """`make demo`: the developer-support community end to end, offline.
 
-Starts a memory hub (its own Lite database in a temp dir), the OpenAgents network on
-127.0.0.1:8700 (a free port if that one is taken) and the agents; asks a handful of questions and
-prints each with the experts chosen and the answer; then shows that a Claude-Desktop-style MCP
-client (`mcp-memory-server serve --transport stdio` joined to the hub) recalls what the agents
-remembered. `--keep` leaves everything running to watch in OpenAgents Studio.
+Starts a memory hub (its own Lite database in a temp dir; `--hub-url` joins a running one
+instead), the OpenAgents network on 127.0.0.1:8700 (a free port if that one is taken) and the
+agents; asks a handful of questions and prints each with the experts chosen and the answer; then
+shows that a Claude-Desktop-style MCP client (`mcp-memory-server serve --transport stdio` joined
+to the hub) recalls what the agents remembered. `--keep` leaves everything running to watch in
+OpenAgents Studio.
 """
 
 from __future__ import annotations
@@ -51,12 +52,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep running (watch in Studio) until Ctrl-C")
     parser.add_argument("--workdir", type=Path, default=None, help="where the hub's database and logs go "
                                                                    "(default: a new temp dir, removed at exit)")
+    parser.add_argument("--hub-url", default=None,
+                        help="join this running memory hub (http://host:port/mcp) instead of starting one; on a hub "
+                             "with tokens the agents use MEMORY_AGENT_TOKENS, the stdio client MEMORY_HUB_TOKEN")
     args = parser.parse_args(argv)
     out = sys.stdout
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="dev-support-demo-"))
     workdir.mkdir(parents=True, exist_ok=True)
+    hub = contextlib.nullcontext(args.hub_url) if args.hub_url else hub_process(workdir, out)
     try:
-        with hub_process(workdir, out) as hub_url:
+        with hub as hub_url:
             asyncio.run(run(hub_url, workdir, args.port, args.keep, out))
     except KeyboardInterrupt:
         pass

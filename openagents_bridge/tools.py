@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import yaml
 from openagents.models.tool import AgentTool
 
 from mcp_memory_server.config import Settings
-from mcp_memory_server.errors import HubUnavailable
+from mcp_memory_server.errors import ConfigError, HubUnavailable
 from mcp_memory_server.hub import HubClient, discover
 from mcp_memory_server.runtime import Runtime
 from mcp_memory_server.server import build_server
@@ -58,6 +61,37 @@ def resolve_hub_url(explicit: str | None = None) -> str:
         raise HubUnavailable("no memory hub to join: start one with `mcp-memory-server serve --transport "
                              "streamable-http` and set MEMORY_HUB_URL to its /mcp URL")
     return url
+
+
+def agent_tokens(settings: Settings | None = None) -> dict[str, str]:
+    """MEMORY_AGENT_TOKENS as {agent_id: hub token}: the JSON object itself, or the path of a JSON
+    or YAML file holding it. Empty when unset. Raises ConfigError saying what is wrong."""
+    raw = (settings or Settings()).memory_agent_tokens
+    if not raw or not raw.strip():
+        return {}
+    text, where = raw, "MEMORY_AGENT_TOKENS"
+    if not raw.lstrip().startswith("{"):
+        path = Path(raw).expanduser()
+        try:
+            text, where = path.read_text("utf-8"), str(path)
+        except OSError as exc:
+            raise ConfigError(f"MEMORY_AGENT_TOKENS: cannot read {path} ({exc.strerror}); give a JSON object "
+                              '{"agent_id": "token"} or the path of a file holding one') from exc
+    try:
+        data = yaml.safe_load(text) if where.endswith((".yaml", ".yml")) else json.loads(text)
+    except (ValueError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{where}: not valid {'YAML' if where.endswith(('.yaml', '.yml')) else 'JSON'}: "
+                          f"{exc}") from exc
+    if not isinstance(data, dict) or not all(isinstance(k, str) and isinstance(v, str) and v.strip()
+                                             for k, v in data.items()):
+        raise ConfigError(f'{where}: expected an object of agent ids to tokens, like {{"coordinator": "..."}}')
+    return dict(data)
+
+
+def agent_token(agent_id: str, settings: Settings | None = None) -> str | None:
+    """The hub token of one agent: its MEMORY_AGENT_TOKENS entry, else MEMORY_HUB_TOKEN."""
+    settings = settings or Settings()
+    return agent_tokens(settings).get(agent_id, settings.memory_hub_token)
 
 
 ToolCall = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
