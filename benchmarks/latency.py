@@ -13,10 +13,6 @@ from __future__ import annotations
 import hashlib
 import os
 import random
-import signal
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -26,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import httpx
 import numpy as np
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
@@ -34,12 +29,12 @@ from mcp.client.streamable_http import streamable_http_client
 
 from mcp_memory_server.embeddings import LocalEmbedder
 from mcp_memory_server.filters import MemoryFilter
+from mcp_memory_server.launch import SERVER, free_port, hub_process
 from mcp_memory_server.service import memory_id
 from mcp_memory_server.store import MemoryRecord, MemoryStore
 
 from . import synthetic
 
-SERVER = [sys.executable, "-m", "mcp_memory_server"]
 COMMUNITIES = [f"team-{i:02d}" for i in range(20)]
 COLLECTION = "agent_memory"
 K = 10
@@ -61,42 +56,13 @@ def _env(db: Path) -> dict[str, str]:
     return env
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextmanager
 def hub(db: Path, log_dir: Path, timeout: float = 300.0) -> Iterator[str]:
     """The CLI hub on a free loopback port; yields its /mcp URL once healthy with the model loaded."""
-    port = _free_port()
-    with (log_dir / f"hub-{port}.log").open("wb") as log:
-        proc = subprocess.Popen([*SERVER, "--log-level", "WARNING", "serve", "--transport", "streamable-http",
-                                 "--port", str(port)], env=_env(db), stdout=log, stderr=subprocess.STDOUT)
-        base = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + timeout
-            while True:
-                if proc.poll() is not None:
-                    raise RuntimeError(f"hub exited with {proc.returncode}; see {log.name}")
-                try:
-                    health = httpx.get(f"{base}/health", timeout=30)
-                    if health.status_code == 200 and _model_loaded(health.json()):
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"hub not ready after {timeout} s; see {log.name}")
-                time.sleep(0.2)
-            yield f"{base}/mcp"
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
+    port = free_port()
+    with hub_process(_env(db), log_dir / f"hub-{port}.log", port=port, options=["--log-level", "WARNING"],
+                     timeout=timeout, ready=_model_loaded) as (base, _):
+        yield f"{base}/mcp"
 
 
 def _model_loaded(health: dict[str, Any]) -> bool:

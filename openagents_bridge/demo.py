@@ -18,7 +18,6 @@ import logging
 import os
 import shutil
 import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,9 +25,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TextIO
 
-import httpx
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
+
+from mcp_memory_server import launch
+from mcp_memory_server.launch import free_port
 
 from .agents import COMMUNITY, CommunityOptions
 from .community import Asker, running_community
@@ -124,33 +125,13 @@ async def show_stdio_client(hub_url: str, workdir: Path, say: Say) -> None:
 @contextlib.contextmanager
 def hub_process(workdir: Path, out: TextIO, timeout: float = 180.0) -> Iterator[str]:
     """`mcp-memory-server serve --transport streamable-http` on a free port, with its own database."""
-    port = free_port()
     env = {**os.environ, "MILVUS_URI": str(workdir / "memory.db")}
     env.pop("MEMORY_HUB_URL", None)
-    log = (workdir / "hub.log").open("wb")
-    proc = subprocess.Popen([*_server_command(), "serve", "--transport", "streamable-http", "--port", str(port)],
-                            env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    print(f"Memory hub: {base}/mcp (database {workdir / 'memory.db'})", file=out, flush=True)
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"the memory hub exited ({proc.returncode}); see {workdir / 'hub.log'}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{base}/health", timeout=5).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the memory hub did not become healthy; see {workdir / 'hub.log'}")
-            time.sleep(0.2)
+    port = free_port()
+    print(f"Memory hub: http://127.0.0.1:{port}/mcp (database {workdir / 'memory.db'})", file=out, flush=True)
+    with launch.hub_process(env, workdir / "hub.log", port=port, command=_server_command(), timeout=timeout) \
+            as (base, _):
         yield f"{base}/mcp"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 def _server_command() -> list[str]:
@@ -165,12 +146,6 @@ def port_is_free(port: int) -> bool:
         except OSError:
             return False
         return True
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _indent(text: str, prefix: str = "   | ") -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -21,6 +20,7 @@ from mcp.types import CallToolResult, TextContent
 
 from mcp_memory_server.config import Settings
 from mcp_memory_server.http import hub_app
+from mcp_memory_server.launch import free_port
 from mcp_memory_server.runtime import Runtime
 from mcp_memory_server.server import build_server
 
@@ -97,12 +97,6 @@ class Hub:
     @property
     def sse_url(self) -> str:
         return f"{self.base}/sse"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextmanager

@@ -3,20 +3,15 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
 from mcp import StdioServerParameters
 
-from tests.conftest import free_port
-
-SERVER = [sys.executable, "-m", "mcp_memory_server"]
+from mcp_memory_server import launch
+from mcp_memory_server.launch import SERVER, free_port
 
 
 def server_env(db: Path, **extra: str) -> dict[str, str]:
@@ -41,38 +36,6 @@ def hub_process(db: Path, cwd: Path, transport: str = "streamable-http", timeout
     (base URL, process) once /health answers ok, and stops it with SIGTERM (SIGKILL if it lingers).
     Its output is appended to `log` (default: cwd/hub-PORT.log)."""
     port = port or free_port()
-    sink = (log or cwd / f"hub-{port}.log").open("ab")
-    proc = subprocess.Popen([*SERVER, "serve", "--transport", transport, "--port", str(port)],
-                            env=server_env(db, **extra), cwd=cwd, stdout=sink, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_healthy(base, proc, timeout)
-        yield base, proc
-    finally:
-        stop(proc)
-        sink.close()
-
-
-def wait_healthy(base: str, proc: subprocess.Popen[bytes], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"hub exited with {proc.returncode}")
-        try:
-            if httpx.get(f"{base}/health", timeout=5).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"hub at {base} not healthy after {timeout} s")
-
-
-def stop(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> int:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout)
-    return proc.returncode
+    with launch.hub_process(server_env(db, **extra), log or cwd / f"hub-{port}.log", port=port, transport=transport,
+                            cwd=cwd, timeout=timeout) as running:
+        yield running
