@@ -25,6 +25,10 @@ def default_data_dir() -> Path:
     return Path(base) / "mcp-memory-server"
 
 
+RECALL_K = 10  # memories `recall` returns when the call gives no k (at most the MEMORY_MAX_K limit)
+ROUTE_K = 3  # experts `route` may return when the call gives no k (likewise)
+
+
 class Limits(BaseSettings):
     """Input limits. Anything over a limit is refused with a clear error and nothing is stored."""
 

@@ -128,7 +128,7 @@ class HubClient:
                                  memories=[i.model_dump(exclude_none=True) for i in items])
 
     async def recall(self, query: str, *, community: str | None = None, communities: Sequence[str] | None = None,
-                     k: int = 10, kinds: Sequence[str] | None = None, tags: Sequence[str] | None = None,
+                     k: int | None = None, kinds: Sequence[str] | None = None, tags: Sequence[str] | None = None,
                      agent_id: str | None = None, since: str | None = None, mode: SearchMode = "hybrid",
                      caller: Caller = ANYONE) -> Recalled:
         return await self._typed("recall", Recalled, query=query, community=community,
@@ -140,7 +140,7 @@ class HubClient:
         return await self._typed("register_expert", ExpertProfile, agent_id=agent_id, description=description,
                                  skills=list(skills), community=community)
 
-    async def route(self, question: str, *, community: str | None = None, k: int = 3,
+    async def route(self, question: str, *, community: str | None = None, k: int | None = None,
                     caller: Caller = ANYONE) -> Routed:
         return await self._typed("route", Routed, question=question, community=community, k=k)
 

@@ -15,6 +15,7 @@ from mcp.types import ToolAnnotations
 from pydantic import BaseModel, Field
 
 from .access import ANYONE, Caller
+from .config import RECALL_K, ROUTE_K
 from .models import (
     CommunityStats,
     ExpertProfile,
@@ -73,6 +74,7 @@ def caller_of(ctx: Context[Any, Any, Any]) -> Caller:
 def build_server(runtime: Runtime, *, host: str = "127.0.0.1", port: int = 8765,
                  allowed_hosts: list[str] | None = None, allowed_origins: list[str] | None = None) -> FastMCP:
     """The MCP server whose tools use `runtime`'s memory. Does no I/O."""
+    max_k = runtime.settings.limits.k  # default k is never above the limit this server applies
     hosts = allowed_hosts or ["127.0.0.1:*", "localhost:*", "[::1]:*"]
     origins = allowed_origins or ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"]
     mcp = FastMCP(
@@ -117,7 +119,8 @@ def build_server(runtime: Runtime, *, host: str = "127.0.0.1", port: int = 8765,
         community: CommunityArg = None,
         communities: Annotated[list[str] | None, Field(
             description="Search several communities at once; [\"*\"] means every one you may read.")] = None,
-        k: Annotated[int, Field(description="How many memories to return (1-100).")] = 10,
+        k: Annotated[int, Field(description="How many memories to return (from 1 to the server's limit, "
+                                            "MEMORY_MAX_K, 100 unless configured).")] = min(RECALL_K, max_k),
         kinds: Annotated[list[str] | None, Field(description="Only these kinds.")] = None,
         tags: TagsArg = None,
         agent_id: Annotated[str | None, Field(description="Only memories written by this agent.")] = None,
@@ -149,7 +152,8 @@ def build_server(runtime: Runtime, *, host: str = "127.0.0.1", port: int = 8765,
         question: Annotated[str, Field(description="The question to find experts for.")],
         ctx: Context[Any, Any, Any],
         community: CommunityArg = None,
-        k: Annotated[int, Field(description="At most this many experts (1-100).")] = 3,
+        k: Annotated[int, Field(description="At most this many experts (from 1 to the server's limit).")]
+        = min(ROUTE_K, max_k),
     ) -> Routed:
         """Choose the registered experts best placed to answer a question, judged by their profiles
         and by the memories they wrote (past answers, knowledge). Returns an empty list when no

@@ -18,7 +18,7 @@ import anyio.to_thread
 
 from . import validation as check
 from .access import ALL_COMMUNITIES, ANYONE, Caller
-from .config import Settings
+from .config import RECALL_K, ROUTE_K, Settings
 from .embeddings import Embedder
 from .errors import Forbidden, InvalidInput, UnknownCommunity
 from .filters import MemoryFilter
@@ -223,13 +223,13 @@ class MemoryService:
     # -- reads -----------------------------------------------------------------------------
 
     async def recall(self, query: str, *, community: str | None = None, communities: Sequence[str] | None = None,
-                     k: int = 10, kinds: Sequence[str] | None = None, tags: Sequence[str] | None = None,
+                     k: int | None = None, kinds: Sequence[str] | None = None, tags: Sequence[str] | None = None,
                      agent_id: str | None = None, since: str | None = None, mode: SearchMode = "hybrid",
                      caller: Caller = ANYONE) -> Recalled:
         """The k memories most relevant to `query`, best first, from `community` (default: the
         server's) or from several `communities` ("*" = every community the caller may read)."""
         check.query(query, self._limits)
-        check.k(k, self._limits)
+        k = check.k_or_default(k, RECALL_K, self._limits)
         if mode not in ("hybrid", "semantic", "keyword"):
             raise InvalidInput(f"mode must be hybrid, semantic or keyword, got {mode!r}")
         scope = await self._scope(community, communities, caller)
@@ -250,13 +250,13 @@ class MemoryService:
         return Recalled(hits=[_hit(r, s) for r, s in found], mode=mode,
                         communities=[ALL_COMMUNITIES] if scope is None else scope)
 
-    async def route(self, question: str, *, community: str | None = None, k: int = 3,
+    async def route(self, question: str, *, community: str | None = None, k: int | None = None,
                     caller: Caller = ANYONE) -> Routed:
         """The experts of `community` best placed to answer `question`, judged by how well their
         profile and skills fit it and by the memories they wrote that resemble it (see
         `routing.rank_experts`). Empty when no expert is a confident match."""
         check.query(question, self._limits)
-        check.k(k, self._limits)
+        k = check.k_or_default(k, ROUTE_K, self._limits)
         name = check.community_name(community or self.settings.memory_default_community)
         caller.require(name)
         if community is not None and not await self._exists(name):

@@ -125,6 +125,11 @@ def k(value: int, limits: Limits) -> int:
     return value
 
 
+def k_or_default(value: int | None, default: int, limits: Limits) -> int:
+    """`value` checked, or when absent `default` (never above the limit)."""
+    return k(value if value is not None else min(default, limits.k), limits)
+
+
 def since_ms(value: str | None) -> int | None:
     """ISO-8601 date or datetime (naive means UTC) -> epoch milliseconds."""
     if value is None:

@@ -109,3 +109,21 @@ def test_limits_are_configured_from_the_environment(monkeypatch: pytest.MonkeyPa
 async def test_default_limits_refuse_an_oversized_memory(client: ClientSession) -> None:
     assert "over the limit of 8000" in await call_error(client, "remember", content="w " * 4001)
     assert (await call(client, "stats"))["total"] == 0
+
+
+async def test_a_k_limit_below_the_default_k_lowers_the_default_instead_of_refusing_calls(tmp_path: Path) -> None:
+    runtime = Runtime(Settings(milvus_uri=str(tmp_path / "k.db"), limits=Limits(k=2)))
+    async with runtime.running(own=True), \
+            create_connected_server_and_client_session(build_server(runtime)) as session:
+        await call(session, "remember_many", memories=[{"content": f"note {i} about caching", "community": "c"}
+                                                       for i in range(4)])
+        await call(session, "register_expert", agent_id="a", description="caching expert", community="c")
+        assert len((await call(session, "recall", query="caching", community="c"))["hits"]) == 2
+        assert (await call(session, "route", question="caching question", community="c"))["experts"]
+        assert "from 1 to 2, got 3" in await call_error(session, "recall", query="caching", community="c", k=3)
+        listed = {t.name: t.inputSchema for t in (await session.list_tools()).tools}
+        assert listed["recall"]["properties"]["k"]["default"] == 2
+        assert listed["route"]["properties"]["k"]["default"] == 2
+        # and the service itself, as the hub and the bridge call it
+        assert runtime.service is not None
+        assert len((await runtime.service.recall("caching", community="c")).hits) == 2
