@@ -56,6 +56,9 @@ class Settings(BaseSettings):
 
     milvus_uri: str = Field(default_factory=lambda: str(default_data_dir() / "memory.db"))
     milvus_token: str | None = None
+    # Seconds one Milvus call may take, pymilvus' retries included, before the tool fails with an error
+    # (unbounded, pymilvus keeps retrying an unreachable server for minutes).
+    milvus_timeout: float = Field(30.0, gt=0)
     memory_collection: str = "agent_memory"
     memory_default_community: str = "default"
     # HNSW keeps a community-filtered search at 100k memories in a few ms; FLAT is exact but scans.

@@ -25,6 +25,7 @@ _lite_uri = os.environ.get("MILVUS_URI", "")
 if _lite_uri and not _lite_uri.startswith(SERVER_SCHEMES):
     del os.environ["MILVUS_URI"]
 try:
+    import grpc
     from pymilvus import (
         AnnSearchRequest,
         DataType,
@@ -100,8 +101,10 @@ class MemoryStore:
         token: str | None = None,
         index_type: str = "HNSW",
         fusion: Fusion | None = None,
+        timeout: float = 30.0,
     ) -> None:
         self.uri = uri
+        self.timeout = timeout  # seconds per Milvus call, retries included
         self.collection = collection
         self.dimension = dimension
         self.index_type = index_type
@@ -111,6 +114,7 @@ class MemoryStore:
         self._open_lock = threading.Lock()
         self._lite = False
         self._lite_buckets: tuple[str, int] | None = None
+        self._lost = False  # the connection broke and reopening failed: the next call tries again
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -132,7 +136,7 @@ class MemoryStore:
                 Path(self.uri).expanduser().parent.mkdir(parents=True, exist_ok=True)
             try:
                 client = MilvusClient(uri=str(Path(self.uri).expanduser()) if is_local else self.uri,
-                                      token=self._token or "")
+                                      token=self._token or "", timeout=self.timeout)
             except MilvusException as exc:
                 if is_local and (Path(self.uri).expanduser() / "LOCK").exists():
                     raise StoreError(
@@ -150,6 +154,7 @@ class MemoryStore:
                 client.close()
                 raise
             self._client = client
+            self._lost = False
             self._lite = is_local
             self._lite_buckets = _lite_partition_buckets(client, self.collection) if is_local else None
 
@@ -167,6 +172,8 @@ class MemoryStore:
 
     @property
     def client(self) -> MilvusClient:
+        if self._client is None and self._lost:
+            self.open()  # Milvus was unreachable at the last attempt: it may be back (raises StoreError if not)
         if self._client is None:
             raise StoreError("the memory store is not open")
         return self._client
@@ -363,17 +370,24 @@ class MemoryStore:
             iterator.close()
 
     def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        """Run a client call; on a lost connection, reconnect once and retry it. Raises StoreError."""
+        """Run a client call, bounded by `timeout`; on a lost connection, reconnect once and retry
+        it. Raises StoreError."""
+        client_call = getattr(fn, "__self__", None) is self._client
+        if client_call:
+            kwargs.setdefault("timeout", self.timeout)
         try:
             return fn(*args, **kwargs)
-        except MilvusException as exc:
-            if not (_connection_lost(exc) and getattr(fn, "__self__", None) is self._client):
+        except (MilvusException, grpc.RpcError) as exc:
+            if _timed_out(exc):
+                raise StoreError(f"Milvus at {self.uri} did not answer within {self.timeout:g} s (MILVUS_TIMEOUT): "
+                                 "it may be down or overloaded; retry later") from exc
+            if not (client_call and _connection_lost(exc)):
                 raise StoreError(f"Milvus call failed: {_message(exc)}") from exc
             log.warning("lost the connection to Milvus at %s (%s): reconnecting", self.uri, _message(exc))
             try:
                 self._reconnect(fn.__self__)
                 return getattr(self.client, fn.__name__)(*args, **kwargs)
-            except MilvusException as again:
+            except (MilvusException, grpc.RpcError, StoreError) as again:
                 raise StoreError(f"Milvus at {self.uri} is unreachable: {_message(again)}") from again
 
     def _reconnect(self, failed: Any) -> None:
@@ -382,9 +396,10 @@ class MemoryStore:
             if broken is None or broken is not failed:  # another thread reconnected already
                 return
             self._client = None
+            self._lost = True  # until open() succeeds
             try:
                 broken.close()
-            except MilvusException:  # already broken: that is why we reconnect
+            except (MilvusException, grpc.RpcError):  # already broken: that is why we reconnect
                 pass
         self.open()
 
@@ -413,13 +428,29 @@ _CONNECTION_LOST = ("should create connection first", "fail connecting", "closed
                     "connection refused", "failed to connect")
 
 
-def _connection_lost(exc: MilvusException) -> bool:
+def _connection_lost(exc: Exception) -> bool:
     """Whether the error means the connection is gone (rather than a bad request)."""
+    if isinstance(exc, grpc.RpcError):
+        return bool(_grpc_code(exc) == grpc.StatusCode.UNAVAILABLE)
     return isinstance(exc, ConnectError | MilvusUnavailableException) or any(
         marker in _message(exc).lower() for marker in _CONNECTION_LOST)
 
 
-def _message(exc: MilvusException) -> str:
+def _timed_out(exc: Exception) -> bool:
+    """Whether the call ran out of its time (pymilvus' retries included)."""
+    if isinstance(exc, grpc.RpcError):
+        return bool(_grpc_code(exc) == grpc.StatusCode.DEADLINE_EXCEEDED)
+    return "retry timeout" in _message(exc).lower() or "deadline exceeded" in _message(exc).lower()
+
+
+def _grpc_code(exc: grpc.RpcError) -> Any:
+    code = getattr(exc, "code", None)
+    return code() if callable(code) else None
+
+
+def _message(exc: Exception) -> str:
+    if isinstance(exc, grpc.RpcError) and callable(getattr(exc, "details", None)):
+        return str(exc.details())
     return str(getattr(exc, "message", "") or exc)
 
 
