@@ -296,7 +296,11 @@ class MemoryStore:
     def group_counts(self) -> dict[tuple[str, str], int]:
         """Number of memories per (community, kind), over the whole collection."""
         counts: dict[tuple[str, str], int] = {}
-        for row in self._iterate("", ["community", "kind"]):
+        seen: set[str] = set()
+        for row in self._iterate("", ["id", "community", "kind"]):
+            if row["id"] in seen:  # a row Milvus Lite replayed twice (see `_distinct`)
+                continue
+            seen.add(row["id"])
             key = (row["community"], row["kind"])
             counts[key] = counts.get(key, 0) + 1
         return counts
@@ -337,7 +341,7 @@ class MemoryStore:
                       else WeightedRanker(self.fusion.dense_weight, self.fusion.keyword_weight))
             result = self._call(self.client.hybrid_search, self.collection, requests, ranker, limit=k,
                                 output_fields=FIELDS, partition_names=partitions)
-        hits = result[0] if result else []
+        hits = _distinct(result[0] if result else [])
         # Milvus Lite reports BM25 as a negated distance, a Milvus server as a positive score.
         convert = abs if mode == "keyword" else float
         return [(MemoryRecord.from_entity(h["entity"]), convert(float(h["distance"]))) for h in hits]
@@ -426,6 +430,20 @@ def _lite_partition_buckets(client: MilvusClient, collection: str) -> tuple[str,
 
 _CONNECTION_LOST = ("should create connection first", "fail connecting", "closed channel", "unavailable",
                     "connection refused", "failed to connect")
+
+
+def _distinct(hits: Sequence[Any]) -> list[Any]:
+    """Search hits without repeated ids, best first. Milvus Lite 3.2 can hold a row twice after a
+    kill -9 between a flush and the removal of its WAL (the replayed row and the flushed one); its
+    query path deduplicates them by primary key, its dense search and iterators do not."""
+    seen: set[str] = set()
+    out = []
+    for hit in hits:
+        key = hit["entity"].get("id", hit.get("id"))
+        if key not in seen:
+            seen.add(key)
+            out.append(hit)
+    return out
 
 
 def _connection_lost(exc: Exception) -> bool:

@@ -40,3 +40,29 @@ def test_closing_the_store_releases_the_lite_database_for_another_process(tmp_pa
 def test_a_lite_path_that_does_not_end_in_db_is_refused_with_the_reason(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="ending in .db"):
         MemoryStore(str(tmp_path / "memory"), "c", 4).open()
+
+
+def test_a_row_milvus_lite_holds_twice_after_a_crash_is_searched_and_counted_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Lite 3.2 can hold a row twice after kill -9 between a flush and its WAL's removal (seen in the
+    # durability test: same id, same created_at); its dense search and iterators then return it twice.
+    store = MemoryStore(str(tmp_path / "twice.db"), "c", 4, index_type="FLAT")
+    store.open()
+    try:
+        store.insert([MemoryRecord("a", "twice", "c1", "note", [], "x", 1, "h", {}),
+                      MemoryRecord("b", "once", "c1", "note", [], "x", 2, "h2", {})],
+                     [[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0]])
+        real_search, real_iterate = store.client.search, store._iterate
+
+        def search_twice(*args: object, **kwargs: object) -> list[list[dict[str, object]]]:
+            hits = real_search(*args, **kwargs)[0]
+            return [[hits[0], *hits]]  # the best hit repeated, as Lite returns a replayed row
+
+        monkeypatch.setattr(store.client, "search", search_twice)
+        monkeypatch.setattr(store, "_iterate", lambda expr, fields: [*real_iterate(expr, fields),
+                                                                     *real_iterate('id == "a"', fields)])
+        found = store.search(MemoryFilter(communities=["c1"]), 5, "semantic", vector=[1.0, 0.0, 0.0, 0.0])
+        assert [r.id for r, _ in found] == ["a", "b"]
+        assert store.group_counts() == {("c1", "note"): 2}
+    finally:
+        store.close()
