@@ -29,9 +29,9 @@ from mcp.client.streamable_http import streamable_http_client
 
 from mcp_memory_server.embeddings import LocalEmbedder
 from mcp_memory_server.filters import MemoryFilter
-from mcp_memory_server.launch import SERVER, free_port, hub_process
-from mcp_memory_server.service import memory_id
-from mcp_memory_server.store import MemoryRecord, MemoryStore
+from mcp_memory_server.hub.launch import SERVER, free_port, hub_process
+from mcp_memory_server.models import MemoryRecord, memory_id
+from mcp_memory_server.store import MemoryStore
 
 from . import synthetic
 

@@ -23,11 +23,11 @@ from typing import Any
 
 import anyio
 
-from mcp_memory_server.config import Limits, Settings
+from mcp_memory_server.config import Fusion, Limits, Settings
 from mcp_memory_server.embeddings import Embedder, LocalEmbedder
-from mcp_memory_server.models import MemoryIn, SearchMode
+from mcp_memory_server.models import MemoryIn, RecallIn, RememberManyIn, SearchMode
 from mcp_memory_server.service import MemoryService
-from mcp_memory_server.store import Fusion, MemoryStore
+from mcp_memory_server.store import MemoryStore
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DIR = REPO.parent / "shared" / "data" / "locomo"
@@ -185,6 +185,9 @@ class CachedEmbedder:
             self._cache.update(zip(missing, self.inner.embed(missing), strict=True))
         return [self._cache[t] for t in texts]
 
+    def close(self) -> None:
+        self.inner.close()
+
 
 async def _evaluate(conversations: list[Conversation], fmt: Formatter, embedder: Embedder,
                     fusions: dict[str, Fusion], modes: Sequence[SearchMode], batch: int = BATCH) -> dict[str, Any]:
@@ -201,7 +204,7 @@ async def _evaluate(conversations: list[Conversation], fmt: Formatter, embedder:
                 items = [MemoryIn(content=fmt(conv.turns, i), community=conv.name,
                                   metadata={"dia_id": t.dia_id}) for i, t in enumerate(conv.turns)]
                 for start in range(0, len(items), batch):
-                    await service.remember_many(items[start:start + batch])
+                    await service.remember_many(RememberManyIn(memories=items[start:start + batch]))
             load_s = time.perf_counter() - started
             rows: dict[str, list[dict[str, Any]]] = {}
             for mode in modes:
@@ -211,7 +214,8 @@ async def _evaluate(conversations: list[Conversation], fmt: Formatter, embedder:
                     rows[setting] = []
                     for conv in conversations:
                         for q in conv.questions:
-                            found = await service.recall(q.text, community=conv.name, k=max(KS), mode=mode)
+                            found = await service.recall(RecallIn(query=q.text, community=conv.name, k=max(KS),
+                                                                  mode=mode))
                             ranked = [h.metadata.get("dia_id") for h in found.hits]
                             rows[setting].append({"conversation": conv.name, "category": q.category,
                                                   **_score(ranked, q.evidence)})

@@ -20,7 +20,7 @@ import anyio
 
 from mcp_memory_server.config import Settings
 from mcp_memory_server.embeddings import LocalEmbedder
-from mcp_memory_server.models import MemoryIn
+from mcp_memory_server.models import MemoryIn, RecallIn
 from mcp_memory_server.service import MemoryService
 from mcp_memory_server.store import MemoryStore
 
@@ -48,7 +48,7 @@ def _ours(conversations: list[locomo.Conversation], db: Path) -> dict[str, Any]:
             for conv in conversations:
                 for q in conv.questions:
                     t = time.perf_counter()
-                    found = await service.recall(q.text, community=conv.name, k=10)
+                    found = await service.recall(RecallIn(query=q.text, community=conv.name, k=10))
                     searches.append(time.perf_counter() - t)
                     ranked = [h.metadata.get("dia_id") for h in found.hits]
                     recall5.append(locomo._score(ranked, q.evidence)["recall@5"])

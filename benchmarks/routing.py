@@ -29,6 +29,7 @@ import anyio
 
 from mcp_memory_server.config import Settings
 from mcp_memory_server.embeddings import Embedder, LocalEmbedder
+from mcp_memory_server.models import RegisterExpertIn, RememberManyIn, RouteIn
 from mcp_memory_server.routing import RoutingPolicy
 from mcp_memory_server.service import MemoryService
 from mcp_memory_server.store import MemoryStore
@@ -123,16 +124,17 @@ async def route_all(questions: Sequence[str], embedder: Embedder, policy: Routin
         try:
             started = time.perf_counter()
             for spec in EXPERTS.values():
-                await service.register_expert(spec.agent_id, spec.description, spec.skills, community=COMMUNITY)
+                await service.register_expert(RegisterExpertIn(agent_id=spec.agent_id, description=spec.description,
+                                                               skills=spec.skills, community=COMMUNITY))
                 if knowledge:
-                    await service.remember_many([item.model_copy(update={"community": COMMUNITY})
-                                                 for item in load_knowledge(spec.agent_id)])
+                    await service.remember_many(RememberManyIn(memories=[
+                        item.model_copy(update={"community": COMMUNITY}) for item in load_knowledge(spec.agent_id)]))
             load_s = time.perf_counter() - started
             chosen: list[list[str]] = []
             latencies: list[float] = []
             for text in questions:
                 t0 = time.perf_counter()
-                routed = await service.route(text, community=COMMUNITY)
+                routed = await service.route(RouteIn(question=text, community=COMMUNITY))
                 latencies.append(time.perf_counter() - t0)
                 chosen.append([DOMAIN_OF.get(m.agent_id, m.agent_id) for m in routed.experts])
         finally:

@@ -1,26 +1,21 @@
-"""Who may do what, and the verbs every memory backend offers.
+"""Who may use which communities: the one place that decides.
+
+A hub token maps to a `Grant` (hub/tokens.py reads the token file); a grant acts as a `Caller`;
+every verb of the service asks the caller before it reads or writes a community, and a read
+covers the communities `read_scope` returns. stdio callers and hubs without tokens act as
+`ANYONE`, who may use every community.
 
 Light on imports on purpose: the MCP server imports this at start-up, before the store.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
-from .errors import Forbidden
-from .models import (
-    ExpertProfile,
-    Forgotten,
-    MemoryIn,
-    Recalled,
-    Remembered,
-    RememberedMany,
-    Routed,
-    SearchMode,
-    Stats,
-)
+from . import validation as check
+from .config import Limits
+from .errors import Forbidden, InvalidInput, UnknownCommunity
 
 ALL_COMMUNITIES = "*"
 
@@ -37,6 +32,7 @@ class Caller:
         return self.communities is None or community in self.communities
 
     def require(self, community: str) -> None:
+        """Raise Forbidden unless the caller may read and write `community`."""
         if not self.may_access(community):
             raise Forbidden(f"not allowed to use community {community!r}; your token grants: "
                             f"{', '.join(sorted(self.communities or ())) or 'none'}")
@@ -45,20 +41,50 @@ class Caller:
 ANYONE = Caller()
 
 
-class Memory(Protocol):
-    """The verbs every memory backend offers: the local service, or a client of a remote hub."""
+@dataclass(frozen=True)
+class Grant:
+    """What one hub token allows: who it is, the communities it may read and write (None = all),
+    and at most how many tool calls per minute (None = unlimited), with bursts of up to `burst`."""
 
-    async def remember(self, item: MemoryIn, caller: Caller = ANYONE) -> Remembered: ...
-    async def remember_many(self, items: Sequence[MemoryIn], caller: Caller = ANYONE) -> RememberedMany: ...
-    async def recall(self, query: str, *, community: str | None = None, communities: Sequence[str] | None = None,
-                     k: int | None = None, kinds: Sequence[str] | None = None, tags: Sequence[str] | None = None,
-                     agent_id: str | None = None, since: str | None = None, mode: SearchMode = "hybrid",
-                     caller: Caller = ANYONE) -> Recalled: ...
-    async def register_expert(self, agent_id: str, description: str, skills: Sequence[str] = (),
-                              community: str | None = None, caller: Caller = ANYONE) -> ExpertProfile: ...
-    async def route(self, question: str, *, community: str | None = None, k: int | None = None,
-                    caller: Caller = ANYONE) -> Routed: ...
-    async def forget(self, *, ids: Sequence[str] | None = None, community: str | None = None,
-                     kinds: Sequence[str] | None = None, tags: Sequence[str] | None = None,
-                     agent_id: str | None = None, caller: Caller = ANYONE) -> Forgotten: ...
-    async def stats(self, caller: Caller = ANYONE) -> Stats: ...
+    agent_id: str
+    communities: frozenset[str] | None
+    rate_limit: float | None = None
+    burst: int | None = None
+
+    @property
+    def caller(self) -> Caller:
+        return Caller(agent_id=self.agent_id, communities=self.communities)
+
+
+Exists = Callable[[str], Awaitable[bool]]
+
+
+async def read_scope(caller: Caller, community: str | None, communities: Sequence[str] | None, *,
+                     default: str, exists: Exists, limits: Limits) -> list[str] | None:
+    """The communities a read covers: one named `community` (else `default`), or several named
+    `communities`, where "*" means every community the caller may read. None means every community
+    with no restriction at all (only for a caller granted all). Named communities must be granted
+    (Forbidden) and hold memories (UnknownCommunity, judged by `exists`)."""
+    if community is not None and communities:
+        raise InvalidInput("pass either community or communities, not both")
+    if communities:
+        if ALL_COMMUNITIES in communities:
+            if caller.communities is None:
+                return None
+            return sorted([c for c in caller.communities if await exists(c)])
+        names = check.community_names(list(communities), limits)
+        for name in names:
+            caller.require(name)
+        present = [n for n in names if await exists(n)]
+        if not present:
+            raise UnknownCommunity(f"none of the communities {names} holds any memory yet")
+        return present
+    if community is None:
+        caller.require(default)
+        return [default]
+    name = check.community_name(community)
+    caller.require(name)
+    if not await exists(name):
+        raise UnknownCommunity(f"community {name!r} holds no memories yet; remember something there "
+                               "first, or call list_communities to see the existing ones")
+    return [name]

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import anyio
 
 from .config import Settings
-from .runtime import Runtime
+from .memory import Runtime
 from .server import build_server
 
 log = logging.getLogger("mcp_memory_server")
@@ -53,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             # Imported here, not at the top: uvicorn and the auth stack cost a stdio server start-up
             # time it must not spend before answering `initialize`.
-            from .hubserve import Tokens, check_bind, serve_hub
+            from .hub.serve import Tokens, check_bind, serve_hub
 
             host = args.host or settings.memory_host
             port = settings.memory_port if args.port is None else args.port

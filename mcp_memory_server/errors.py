@@ -1,5 +1,6 @@
 """Errors a caller can act on. Raised inside a tool, each becomes an MCP tool error (`isError`)
-whose message says what to change.
+whose message says what to change, and whose `_meta` names the class (`ERROR_META_KEY`), so that a
+hub client re-raises the same class on the other side (`from_wire`).
 
     MemoryServerError
     ├── InvalidInput          bad argument: empty/oversized content, bad community name, bad k, ...
@@ -9,11 +10,14 @@ whose message says what to change.
     ├── StoreError            Milvus cannot be opened or reached, or its collection does not fit
     │   └── DimensionMismatch the collection's vector dimension differs from the embedder's
     ├── EmbeddingError        the embedding model or API failed
-    ├── HubUnavailable        a stdio server cannot reach the hub it was told to join
+    ├── HubUnavailable        a stdio server or an agent cannot reach the hub it was told to join
+    ├── HubError              the hub refused a call with an error this version does not know
     └── ConfigError           a setting or the token file (MEMORY_AUTH_FILE / MEMORY_AUTH_TOKENS) is invalid
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 
 class MemoryServerError(Exception):
@@ -53,8 +57,44 @@ class EmbeddingError(MemoryServerError):
 
 
 class HubUnavailable(MemoryServerError):
-    """A stdio server was told to join a hub that does not answer."""
+    """A stdio server or an agent was told to join a hub that does not answer."""
+
+
+class HubError(MemoryServerError):
+    """The hub refused a call with an error class this side does not know; the message is the hub's."""
 
 
 class ConfigError(MemoryServerError):
     """A setting, or the token file, is invalid; the message names the source and the fix."""
+
+
+# -- across the hub ------------------------------------------------------------------------------
+
+#: Key of a tool error's `_meta` that names the error: {"type": "Forbidden", "retry_after": 1.5}.
+ERROR_META_KEY = "mcp-memory-server/error"
+
+_CLASSES: dict[str, type[MemoryServerError]] = {
+    cls.__name__: cls for cls in (InvalidInput, UnknownCommunity, Forbidden, RateLimited, StoreError,
+                                  DimensionMismatch, EmbeddingError, HubUnavailable, HubError, ConfigError)
+}
+
+
+def to_wire(error: MemoryServerError) -> dict[str, Any]:
+    """What a tool error carries in `_meta` so that the other side can rebuild `error`."""
+    wire: dict[str, Any] = {"type": type(error).__name__}
+    if isinstance(error, RateLimited):
+        wire["retry_after"] = error.retry_after
+    return wire
+
+
+def from_wire(wire: Any, message: str) -> MemoryServerError:
+    """The error a tool error's `_meta` describes, with the hub's message; HubError when the class
+    is missing or unknown (a newer hub, or another server)."""
+    name = wire.get("type") if isinstance(wire, dict) else None
+    cls = _CLASSES.get(name) if isinstance(name, str) else None
+    if cls is RateLimited:
+        try:
+            return RateLimited(message, retry_after=float(wire["retry_after"]))
+        except (KeyError, TypeError, ValueError):
+            return RateLimited(message, retry_after=1.0)
+    return (cls or HubError)(message)

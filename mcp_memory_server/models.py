@@ -1,36 +1,169 @@
-"""Pydantic models that are the tools' inputs and structured outputs.
+"""The memory's vocabulary: tool inputs and outputs, the stored record, and the limits of the schema.
 
-The MCP server, the hub client and the OpenAgents bridge all use these, so the JSON schemas a
-model sees are the same everywhere.
+The input models ARE the tools' argument schemas: `server.py` declares each MCP tool from one of
+them, the hub client sends them, the service takes them, and the OpenAgents bridge reads its
+schemas from the same tools. A field is written once, here.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+import hashlib
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic.fields import FieldInfo
+
+from .config import COMMUNITY_PATTERN, Limits
 
 SearchMode = Literal["hybrid", "semantic", "keyword"]
 
-Community = Annotated[
-    str,
-    Field(description="Community (team, project or agent group) the memory belongs to. "
-                      "Letters, digits, '_', '.', '-'; 1-64 characters."),
-]
+# Hard ceilings fixed in the Milvus schema; configurable limits (config.Limits) stay below them.
+MAX_CONTENT_BYTES = 65_535
+MAX_TAGS = 64
+MAX_TAG_BYTES = 256
+MAX_AGENT_ID_BYTES = 256
+MAX_KIND_BYTES = 128
+MAX_COMMUNITY_BYTES = 64
+MAX_ID_CHARS = 64
+
+RECALL_K = 10  # memories `recall` returns when the call gives no k (at most the MEMORY_MAX_K limit)
+ROUTE_K = 3  # experts `route` may return when the call gives no k (likewise)
 
 
-class MemoryIn(BaseModel):
-    """One memory to store (an item of `remember_many`)."""
+def memory_id(community: str, content: str) -> str:
+    """Stable id: the same content in the same community always gets the same id, so a retried
+    write finds the first one instead of storing twice."""
+    return hashlib.sha256(f"{community}\x00{content}".encode()).hexdigest()[:32]
+
+
+@dataclass
+class MemoryRecord:
+    """One stored memory, without its vectors."""
+
+    id: str
+    content: str
+    community: str
+    kind: str
+    tags: list[str]
+    agent_id: str
+    created_at: int  # epoch milliseconds
+    content_hash: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+# -- tool inputs -------------------------------------------------------------------------------
+
+CommunityArg = Annotated[str | None, Field(description="Community to use (default: the server's default "
+                                                       "community). Letters, digits, '_', '.', '-'.")]
+TagsArg = Annotated[list[str] | None, Field(description="Tags; a memory matches if it has any of them.")]
+
+
+class ToolInput(BaseModel):
+    """Base of the tool inputs: unknown arguments are refused, not ignored."""
 
     model_config = ConfigDict(extra="forbid")
 
-    content: str = Field(description="The text to remember.")
-    community: str | None = Field(None, description="Community to store it in (default: the server's).")
+
+class MemoryIn(ToolInput):
+    """One memory to store: the input of `remember`, and an item of `remember_many`."""
+
+    content: str = Field(description="The text to remember: a fact, decision, answer, note.")
+    community: CommunityArg = None
     kind: str = Field("note", description="What sort of memory: note, fact, question, answer, ...")
-    tags: list[str] = Field(default_factory=list, description="Labels to filter on later.")
-    metadata: dict[str, Any] = Field(default_factory=dict, description="Free-form JSON object kept as is.")
+    tags: list[str] | None = Field(default_factory=list, description="Labels to filter on later.")
+    metadata: dict[str, Any] | None = Field(default_factory=dict, description="Any JSON object to keep with it.")
     agent_id: str | None = Field(None, description="Who is remembering (an agent or user id).")
 
+
+class RememberManyIn(ToolInput):
+    memories: list[MemoryIn] = Field(description="The memories to store, for imports.")
+
+
+class RecallIn(ToolInput):
+    query: str = Field(description="What to look for, in plain words.")
+    community: CommunityArg = None
+    communities: list[str] | None = Field(
+        None, description="Search several communities at once; [\"*\"] means every one you may read.")
+    k: int = Field(RECALL_K, description="How many memories to return (from 1 to the server's limit, "
+                                         "MEMORY_MAX_K, 100 unless configured).")
+    kinds: list[str] | None = Field(None, description="Only these kinds.")
+    tags: TagsArg = None
+    agent_id: str | None = Field(None, description="Only memories written by this agent.")
+    since: str | None = Field(None, description="Only memories stored at or after this ISO-8601 date or time, "
+                                                "e.g. 2026-11-01.")
+    mode: SearchMode = Field("hybrid", description="hybrid (meaning + keywords, best in general), semantic "
+                                                   "(meaning only) or keyword (exact words).")
+
+
+class RegisterExpertIn(ToolInput):
+    agent_id: str = Field(description="The expert agent's id, as it receives messages.")
+    description: str = Field(description="What the expert knows and does, in a few sentences.")
+    skills: list[str] | None = Field(None, description="Short phrases, one per skill or topic.")
+    community: CommunityArg = None
+
+
+class RouteIn(ToolInput):
+    question: str = Field(description="The question to find experts for.")
+    community: CommunityArg = None
+    k: int = Field(ROUTE_K, description="At most this many experts (from 1 to the server's limit).")
+
+
+class ForgetIn(ToolInput):
+    ids: list[str] | None = Field(None, description="Ids of the memories to remove.")
+    community: CommunityArg = None
+    kinds: list[str] | None = Field(None, description="Remove memories of these kinds.")
+    tags: list[str] | None = Field(None, description="Remove memories having any of these tags.")
+    agent_id: str | None = Field(None, description="Remove memories written by this agent.")
+
+
+class NoInput(ToolInput):
+    """A tool without arguments."""
+
+
+InputT = TypeVar("InputT", bound=ToolInput)
+_ANY_COMMUNITY = r"^(\*|[A-Za-z0-9_.-]{1,64})$"
+
+
+def _shown_limits(name: str, limits: Limits) -> dict[str, Any]:
+    """The JSON-schema keywords that show a field's limit to a model reading the tool's schema."""
+    shown: dict[str, dict[str, Any]] = {
+        "content": {"minLength": 1, "maxLength": limits.content_chars},
+        "description": {"minLength": 1, "maxLength": limits.content_chars},
+        "query": {"minLength": 1, "maxLength": limits.query_chars},
+        "question": {"minLength": 1, "maxLength": limits.query_chars},
+        "community": {"pattern": COMMUNITY_PATTERN},
+        "communities": {"maxItems": limits.communities, "items": {"pattern": _ANY_COMMUNITY}},
+        "k": {"minimum": 1, "maximum": limits.k},
+        "kind": {"minLength": 1, "maxLength": limits.kind_chars},
+        "kinds": {"maxItems": limits.kinds, "items": {"maxLength": limits.kind_chars}},
+        "tags": {"maxItems": limits.tags, "items": {"maxLength": limits.tag_chars}},
+        "agent_id": {"minLength": 1, "maxLength": limits.agent_id_chars},
+        "memories": {"minItems": 1, "maxItems": limits.batch},
+        "ids": {"maxItems": limits.batch},
+        "skills": {"maxItems": limits.batch - 1},
+    }
+    return shown.get(name, {})
+
+
+def with_limits(model: type[InputT], limits: Limits) -> type[InputT]:
+    """`model` as the tools show it: its JSON schema carries the configured limits (lengths, counts,
+    k's range, the community pattern) and its default k is capped at the limit. The limits are
+    enforced by `validation.py`, whose messages say what to change; the schema only shows them."""
+    fields: dict[str, Any] = {}
+    for name, info in model.model_fields.items():
+        annotation: Any = info.annotation
+        if name == "memories":
+            annotation = list[with_limits(MemoryIn, limits)]  # type: ignore[misc]
+        changes: dict[str, Any] = {"json_schema_extra": _shown_limits(name, limits) or None}
+        if name == "k" and isinstance(info.default, int):
+            changes["default"] = min(info.default, limits.k)
+        fields[name] = (annotation, FieldInfo.merge_field_infos(info, **changes))
+    limited: type[InputT] = create_model(model.__name__, __base__=model, __doc__=model.__doc__, **fields)
+    return limited
+
+
+# -- tool outputs ------------------------------------------------------------------------------
 
 class Remembered(BaseModel):
     """Result of storing one memory."""
@@ -122,3 +255,9 @@ class Stats(BaseModel):
     dimension: int
     index_type: str
     embedder_loaded: bool
+
+
+class Communities(BaseModel):
+    """The communities that hold memories, with counts per kind."""
+
+    communities: list[CommunityStats]

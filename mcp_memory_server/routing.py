@@ -23,8 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .models import ExpertMatch
-from .store import MemoryRecord
+from .models import ExpertMatch, MemoryRecord
 
 PROFILE_KIND = "expert_profile"
 SKILL_KIND = "expert_skill"

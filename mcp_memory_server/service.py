@@ -9,31 +9,37 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import anyio
 import anyio.to_thread
 
 from . import validation as check
-from .access import ALL_COMMUNITIES, ANYONE, Caller
-from .config import RECALL_K, ROUTE_K, Settings
+from .access import ALL_COMMUNITIES, ANYONE, Caller, read_scope
+from .config import Settings
 from .embeddings import Embedder
 from .errors import Forbidden, InvalidInput, UnknownCommunity
 from .filters import MemoryFilter
 from .models import (
+    RECALL_K,
+    ROUTE_K,
     CommunityStats,
     ExpertProfile,
+    ForgetIn,
     Forgotten,
     Hit,
     MemoryIn,
+    MemoryRecord,
     Recalled,
+    RecallIn,
+    RegisterExpertIn,
     Remembered,
     RememberedMany,
+    RememberManyIn,
     Routed,
-    SearchMode,
+    RouteIn,
     Stats,
+    memory_id,
 )
 from .routing import (
     EXPERT_KINDS,
@@ -45,13 +51,8 @@ from .routing import (
     rank_experts,
     similarities,
 )
-from .store import MemoryRecord, MemoryStore
-
-
-def memory_id(community: str, content: str) -> str:
-    """Stable id: the same content in the same community always gets the same id, so a retried
-    write finds the first one instead of storing twice."""
-    return hashlib.sha256(f"{community}\x00{content}".encode()).hexdigest()[:32]
+from .store import MemoryStore
+from .writes import GroupCommit
 
 
 class MemoryService:
@@ -64,8 +65,7 @@ class MemoryService:
         self.embedder = embedder
         self.routing = routing or RoutingPolicy()
         self._limits = settings.limits
-        self._write_lock = anyio.Lock()
-        self._pending: list[_PendingWrite] = []
+        self._writes = GroupCommit(store)
         self._known: set[str] = set()
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -77,18 +77,22 @@ class MemoryService:
         await anyio.to_thread.run_sync(self.embedder.warm_up)
 
     async def close(self) -> None:
-        await anyio.to_thread.run_sync(self.store.close)
+        try:
+            await anyio.to_thread.run_sync(self.store.close)
+        finally:
+            self.embedder.close()
 
     # -- writes ----------------------------------------------------------------------------
 
     async def remember(self, item: MemoryIn, caller: Caller = ANYONE) -> Remembered:
         """Store one memory; see `remember_many`."""
-        return (await self.remember_many([item], caller)).results[0]
+        return (await self.remember_many(RememberManyIn(memories=[item]), caller)).results[0]
 
-    async def remember_many(self, items: Sequence[MemoryIn], caller: Caller = ANYONE) -> RememberedMany:
+    async def remember_many(self, request: RememberManyIn, caller: Caller = ANYONE) -> RememberedMany:
         """Store memories, embedding them in batches. All items are validated before anything is
         written; a bad item fails the whole call. Identical content already in the same community
         is not stored again: its existing id comes back with `duplicate=True`."""
+        items = request.memories
         if not items:
             raise InvalidInput("nothing to remember: pass at least one memory")
         if len(items) > self._limits.batch:
@@ -106,7 +110,7 @@ class MemoryService:
             if record.id not in existing and record.id not in fresh:
                 fresh[record.id] = record
         vectors = await anyio.to_thread.run_sync(self.embedder.embed, [r.content for r in fresh.values()])
-        inserted = await self._commit(list(zip(fresh.values(), vectors, strict=True)))
+        inserted = await self._writes.commit(list(zip(fresh.values(), vectors, strict=True)))
         self._known.update(communities)
         results: list[Remembered] = []
         claimed: set[str] = set()
@@ -115,49 +119,6 @@ class MemoryService:
             claimed.add(record.id)
             results.append(Remembered(id=record.id, community=record.community, duplicate=not new))
         return RememberedMany(results=results, stored=len(inserted), duplicates=len(records) - len(inserted))
-
-    async def _commit(self, rows: list[tuple[MemoryRecord, list[float]]]) -> set[str]:
-        """Insert the rows that are not stored yet; return the ids this call inserted.
-
-        Group commit: writes that arrive while another is being committed wait for the lock and are
-        then committed together, with one existence check and one insert (on Lite, one flush) for
-        all of them. The check under the lock also catches the same content written concurrently.
-        """
-        if not rows:
-            return set()
-        write = _PendingWrite(rows)
-        self._pending.append(write)
-        async with self._write_lock:
-            if not write.done:
-                batch, self._pending = self._pending, []
-                # Shielded: the batch holds other callers' writes, and the insert cannot be undone.
-                with anyio.CancelScope(shield=True):
-                    await self._commit_batch(batch)
-        if write.error is not None:
-            raise write.error
-        return write.inserted
-
-    async def _commit_batch(self, batch: list[_PendingWrite]) -> None:
-        ids = [record.id for write in batch for record, _ in write.rows]
-        communities = sorted({record.community for write in batch for record, _ in write.rows})
-        try:
-            claimed = await anyio.to_thread.run_sync(self.store.existing_ids, communities, ids)
-            records: list[MemoryRecord] = []
-            vectors: list[list[float]] = []
-            for write in batch:
-                for record, vector in write.rows:
-                    if record.id not in claimed:
-                        claimed.add(record.id)
-                        write.inserted.add(record.id)
-                        records.append(record)
-                        vectors.append(vector)
-            await anyio.to_thread.run_sync(self.store.insert, records, vectors)
-        except Exception as exc:  # every write of the batch failed with it
-            for write in batch:
-                write.error, write.inserted = exc, set()
-        finally:
-            for write in batch:
-                write.done = True
 
     def _record(self, item: MemoryIn, caller: Caller, now: int, position: int | None) -> MemoryRecord:
         where = f"memory {position}: " if position is not None else ""
@@ -170,41 +131,39 @@ class MemoryService:
                 content=text,
                 community=community,
                 kind=check.kind(item.kind, self._limits),
-                tags=check.tags(item.tags, self._limits),
+                tags=check.tags(item.tags or [], self._limits),
                 agent_id=caller.agent_id or check.agent_id(item.agent_id or "anonymous", self._limits),
                 created_at=now,
                 content_hash=hashlib.sha256(text.encode()).hexdigest(),
-                metadata=check.metadata(item.metadata, self._limits),
+                metadata=check.metadata({} if item.metadata is None else item.metadata, self._limits),
             )
         except (InvalidInput, Forbidden) as exc:
             raise type(exc)(f"{where}{exc}") from exc
         return record
 
-    async def register_expert(self, agent_id: str, description: str, skills: Sequence[str] = (),
-                              community: str | None = None, caller: Caller = ANYONE) -> ExpertProfile:
+    async def register_expert(self, request: RegisterExpertIn, caller: Caller = ANYONE) -> ExpertProfile:
         """Store (or replace) an expert's profile: one memory for the description and one per
         skill, so a question can match a single skill closely."""
-        agent = caller.agent_id or check.agent_id(agent_id, self._limits)
-        name = check.community_name(community or self.settings.memory_default_community)
+        agent = caller.agent_id or check.agent_id(request.agent_id, self._limits)
+        name = check.community_name(request.community or self.settings.memory_default_community)
         caller.require(name)
-        check.content(description, self._limits, "description")
-        skill_list = [check.content(s, self._limits, "skill").strip() for s in skills]
+        description = check.content(request.description, self._limits, "description")
+        skill_list = [check.content(s, self._limits, "skill").strip() for s in request.skills or ()]
         if len(skill_list) > self._limits.batch - 1:
             raise InvalidInput(f"{len(skill_list)} skills, the limit is {self._limits.batch - 1}")
         items = [MemoryIn(content=description, community=name, kind=PROFILE_KIND, agent_id=agent,
                           metadata={"skills": skill_list})]
         items += [MemoryIn(content=s, community=name, kind=SKILL_KIND, agent_id=agent) for s in skill_list]
         owner = Caller(agent_id=agent, communities=caller.communities)
-        await self.forget(community=name, kinds=list(EXPERT_KINDS), agent_id=agent, caller=owner)
-        stored = await self.remember_many(items, owner)
+        await self.forget(ForgetIn(community=name, kinds=list(EXPERT_KINDS), agent_id=agent), owner)
+        stored = await self.remember_many(RememberManyIn(memories=items), owner)
         return ExpertProfile(agent_id=agent, community=name, profile_id=stored.results[0].id, skills=skill_list)
 
-    async def forget(self, *, ids: Sequence[str] | None = None, community: str | None = None,
-                     kinds: Sequence[str] | None = None, tags: Sequence[str] | None = None,
-                     agent_id: str | None = None, caller: Caller = ANYONE) -> Forgotten:
+    async def forget(self, request: ForgetIn, caller: Caller = ANYONE) -> Forgotten:
         """Remove memories by id, or by a filter on kind / tags / agent_id, within one community.
         A call with no ids and no filter is refused rather than emptying the community."""
-        name = check.community_name(community or self.settings.memory_default_community)
+        ids, kinds, tags, agent_id = request.ids, request.kinds, request.tags, request.agent_id
+        name = check.community_name(request.community or self.settings.memory_default_community)
         caller.require(name)
         if not ids and not kinds and not tags and agent_id is None:
             raise InvalidInput("forget needs ids, or at least one of kinds, tags, agent_id; "
@@ -222,23 +181,21 @@ class MemoryService:
 
     # -- reads -----------------------------------------------------------------------------
 
-    async def recall(self, query: str, *, community: str | None = None, communities: Sequence[str] | None = None,
-                     k: int | None = None, kinds: Sequence[str] | None = None, tags: Sequence[str] | None = None,
-                     agent_id: str | None = None, since: str | None = None, mode: SearchMode = "hybrid",
-                     caller: Caller = ANYONE) -> Recalled:
-        """The k memories most relevant to `query`, best first, from `community` (default: the
-        server's) or from several `communities` ("*" = every community the caller may read)."""
-        check.query(query, self._limits)
-        k = check.k_or_default(k, RECALL_K, self._limits)
+    async def recall(self, request: RecallIn, caller: Caller = ANYONE) -> Recalled:
+        """The k memories most relevant to the query, best first, from one community (default: the
+        server's) or from several ("*" = every community the caller may read)."""
+        query, mode = check.query(request.query, self._limits), request.mode
+        k = check.k_or_default(_given(request, "k"), RECALL_K, self._limits)
         if mode not in ("hybrid", "semantic", "keyword"):
             raise InvalidInput(f"mode must be hybrid, semantic or keyword, got {mode!r}")
-        scope = await self._scope(community, communities, caller)
+        scope = await read_scope(caller, request.community, request.communities, exists=self._exists,
+                                 default=self.settings.memory_default_community, limits=self._limits)
         flt = MemoryFilter(
             communities=scope,
-            kinds=check.kinds(list(kinds or ()), self._limits),
-            tags=check.tags(list(tags or ()), self._limits),
-            agent_ids=[check.agent_id(agent_id, self._limits)] if agent_id is not None else [],
-            since_ms=check.since_ms(since),
+            kinds=check.kinds(list(request.kinds or ()), self._limits),
+            tags=check.tags(list(request.tags or ()), self._limits),
+            agent_ids=[check.agent_id(request.agent_id, self._limits)] if request.agent_id is not None else [],
+            since_ms=check.since_ms(request.since),
         )
         if scope == []:
             return Recalled(hits=[], mode=mode, communities=[])
@@ -250,16 +207,15 @@ class MemoryService:
         return Recalled(hits=[_hit(r, s) for r, s in found], mode=mode,
                         communities=[ALL_COMMUNITIES] if scope is None else scope)
 
-    async def route(self, question: str, *, community: str | None = None, k: int | None = None,
-                    caller: Caller = ANYONE) -> Routed:
-        """The experts of `community` best placed to answer `question`, judged by how well their
-        profile and skills fit it and by the memories they wrote that resemble it (see
+    async def route(self, request: RouteIn, caller: Caller = ANYONE) -> Routed:
+        """The experts of the community best placed to answer the question, judged by how well
+        their profile and skills fit it and by the memories they wrote that resemble it (see
         `routing.rank_experts`). Empty when no expert is a confident match."""
-        check.query(question, self._limits)
-        k = check.k_or_default(k, ROUTE_K, self._limits)
-        name = check.community_name(community or self.settings.memory_default_community)
+        question = check.query(request.question, self._limits)
+        k = check.k_or_default(_given(request, "k"), ROUTE_K, self._limits)
+        name = check.community_name(request.community or self.settings.memory_default_community)
         caller.require(name)
-        if community is not None and not await self._exists(name):
+        if request.community is not None and not await self._exists(name):
             raise UnknownCommunity(f"community {name!r} holds no memories yet, so it has no experts")
         lines = await anyio.to_thread.run_sync(lambda: self.store.get_with_vectors(
             MemoryFilter(communities=[name], kinds=list(EXPERT_KINDS)), limit=MAX_EXPERT_LINES))
@@ -308,35 +264,6 @@ class MemoryService:
 
     # -- helpers ---------------------------------------------------------------------------
 
-    async def _scope(self, community: str | None, communities: Sequence[str] | None,
-                     caller: Caller) -> list[str] | None:
-        """Which communities a read covers (None: all of them, for a caller granted all). Named
-        communities must exist and be granted."""
-        if community is not None and communities:
-            raise InvalidInput("pass either community or communities, not both")
-        if communities:
-            if ALL_COMMUNITIES in communities:
-                if caller.communities is None:
-                    return None  # every community: no community clause at all
-                return sorted([c for c in caller.communities if await self._exists(c)])
-            names = check.community_names(list(communities), self._limits)
-            for name in names:
-                caller.require(name)
-            present = [n for n in names if await self._exists(n)]
-            if not present:
-                raise UnknownCommunity(f"none of the communities {names} holds any memory yet")
-            return present
-        if community is None:
-            name = self.settings.memory_default_community
-            caller.require(name)
-            return [name]
-        name = check.community_name(community)
-        caller.require(name)
-        if not await self._exists(name):
-            raise UnknownCommunity(f"community {name!r} holds no memories yet; remember something there "
-                                   "first, or call list_communities to see the existing ones")
-        return [name]
-
     async def _exists(self, community: str) -> bool:
         if community in self._known:
             return True
@@ -346,14 +273,10 @@ class MemoryService:
         return n > 0
 
 
-@dataclass
-class _PendingWrite:
-    """One call's rows waiting for a group commit, and its outcome."""
-
-    rows: list[tuple[MemoryRecord, list[float]]]
-    inserted: set[str] = field(default_factory=set)
-    error: Exception | None = None
-    done: bool = False
+def _given(request: RecallIn | RouteIn, name: str) -> int | None:
+    """The request's value of `name`, or None when the caller left it to the default."""
+    value = getattr(request, name)
+    return value if name in request.model_fields_set else None
 
 
 def _hit(record: MemoryRecord, score: float) -> Hit:

@@ -1,44 +1,36 @@
 """The Milvus collection behind the memory: schema, partition key, filters, search.
 
-The only module that imports pymilvus. Every method is blocking; callers run them in a worker
-thread. One `MemoryStore` per process: Milvus Lite lets a single process open a database.
+With `milvus.py` (pymilvus itself, the schema, what its errors mean) and `lite.py` (Milvus Lite's
+quirks), the only code that talks to Milvus. Every method is blocking; callers run them in a
+worker thread. One `MemoryStore` per process: Milvus Lite lets a single process open a database.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import os
 import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from .config import SERVER_SCHEMES
+from .config import SERVER_SCHEMES, Fusion
 from .errors import DimensionMismatch, StoreError
 from .filters import MemoryFilter, quote_list
-
-# pymilvus parses $MILVUS_URI when it is imported and raises on a Milvus Lite path. We read
-# MILVUS_URI ourselves (config.py), so a local path is hidden from pymilvus during its import.
-_lite_uri = os.environ.get("MILVUS_URI", "")
-if _lite_uri and not _lite_uri.startswith(SERVER_SCHEMES):
-    del os.environ["MILVUS_URI"]
-try:
-    import grpc
-    from pymilvus import (
-        AnnSearchRequest,
-        DataType,
-        Function,
-        FunctionType,
-        MilvusClient,
-        RRFRanker,
-        WeightedRanker,
-    )
-    from pymilvus.exceptions import ConnectError, MilvusException, MilvusUnavailableException
-finally:
-    if _lite_uri:
-        os.environ["MILVUS_URI"] = _lite_uri
+from .lite import distinct, lite_bucket, lite_partition_buckets, release_lite
+from .milvus import (
+    AnnSearchRequest,
+    MilvusClient,
+    MilvusException,
+    RRFRanker,
+    WeightedRanker,
+    connection_lost,
+    create_collection,
+    grpc,
+    message,
+    search_params,
+    timed_out,
+)
+from .models import MemoryRecord, SearchMode
 
 log = logging.getLogger(__name__)
 # query_iterator against Milvus Lite makes pymilvus warn ("failed to get mvccTs") and Lite's in-process
@@ -46,47 +38,12 @@ log = logging.getLogger(__name__)
 logging.getLogger("pymilvus").setLevel(logging.ERROR)
 logging.getLogger("grpc._server").setLevel(logging.CRITICAL)
 
-SearchMode = Literal["hybrid", "semantic", "keyword"]
-
-# Hard ceilings fixed in the schema; configurable limits must stay below them.
-MAX_CONTENT_BYTES = 65_535
-MAX_TAGS = 64
-MAX_TAG_BYTES = 256
-MAX_AGENT_ID_BYTES = 256
-MAX_KIND_BYTES = 128
-MAX_COMMUNITY_BYTES = 64
-
 FIELDS = ["id", "content", "community", "kind", "tags", "agent_id", "created_at", "content_hash", "metadata"]
 
 
-@dataclass
-class MemoryRecord:
-    """One stored memory, without its vectors."""
-
-    id: str
-    content: str
-    community: str
-    kind: str
-    tags: list[str]
-    agent_id: str
-    created_at: int  # epoch milliseconds
-    content_hash: str
-    metadata: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def from_entity(cls, entity: dict[str, Any]) -> MemoryRecord:
-        return cls(**{name: entity.get(name) for name in FIELDS})  # type: ignore[arg-type]
-
-
-@dataclass(frozen=True)
-class Fusion:
-    """How hybrid search fuses its dense and keyword rankings."""
-
-    ranker: Literal["rrf", "weighted"] = "rrf"
-    rrf_k: int = 60
-    dense_weight: float = 1.0
-    keyword_weight: float = 1.0
-    depth: int = 20  # candidates each ranking contributes (at least k)
+def _record(entity: dict[str, Any]) -> MemoryRecord:
+    fields: dict[str, Any] = {name: entity.get(name) for name in FIELDS}
+    return MemoryRecord(**fields)
 
 
 class MemoryStore:
@@ -156,7 +113,7 @@ class MemoryStore:
             self._client = client
             self._lost = False
             self._lite = is_local
-            self._lite_buckets = _lite_partition_buckets(client, self.collection) if is_local else None
+            self._lite_buckets = self._buckets(client) if is_local else None
 
     def close(self) -> None:
         with self._open_lock:
@@ -168,7 +125,7 @@ class MemoryStore:
                 self._client.close()
                 self._client = None
                 if self._lite:
-                    _release_lite(self.uri)
+                    release_lite(self.uri)
 
     @property
     def client(self) -> MilvusClient:
@@ -192,42 +149,13 @@ class MemoryStore:
                         )
             client.load_collection(self.collection)
             return
-        schema = client.create_schema(auto_id=False, enable_dynamic_field=False)
-        schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=64)
-        schema.add_field("content", DataType.VARCHAR, max_length=MAX_CONTENT_BYTES, enable_analyzer=True,
-                         analyzer_params={"tokenizer": "standard", "filter": ["lowercase"]})
-        schema.add_field("dense", DataType.FLOAT_VECTOR, dim=self.dimension)
-        schema.add_field("sparse", DataType.SPARSE_FLOAT_VECTOR)
-        schema.add_field("community", DataType.VARCHAR, max_length=MAX_COMMUNITY_BYTES, is_partition_key=True)
-        schema.add_field("kind", DataType.VARCHAR, max_length=MAX_KIND_BYTES)
-        schema.add_field("tags", DataType.ARRAY, element_type=DataType.VARCHAR, max_capacity=MAX_TAGS,
-                         max_length=MAX_TAG_BYTES)
-        schema.add_field("agent_id", DataType.VARCHAR, max_length=MAX_AGENT_ID_BYTES)
-        schema.add_field("created_at", DataType.INT64)
-        schema.add_field("content_hash", DataType.VARCHAR, max_length=64)
-        schema.add_field("metadata", DataType.JSON)
-        schema.add_function(Function(name="content_bm25", function_type=FunctionType.BM25,
-                                     input_field_names=["content"], output_field_names=["sparse"]))
-        index = client.prepare_index_params()
-        index.add_index("dense", index_type=self.index_type, metric_type="COSINE", params=self._index_params())
-        index.add_index("sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
-        # Strong consistency: an acknowledged remember is visible to the very next recall.
-        client.create_collection(self.collection, schema=schema, index_params=index, consistency_level="Strong")
-        client.load_collection(self.collection)
+        create_collection(client, self.collection, self.dimension, self.index_type)
 
-    def _index_params(self) -> dict[str, Any]:
-        if self.index_type == "HNSW":
-            return {"M": 16, "efConstruction": 200}
-        if self.index_type in ("IVF_FLAT", "IVF_SQ8"):
-            return {"nlist": 128}
-        return {}
-
-    def _search_params(self, k: int) -> dict[str, Any]:
-        if self.index_type == "HNSW":
-            return {"metric_type": "COSINE", "params": {"ef": max(64, 2 * k)}}
-        if self.index_type in ("IVF_FLAT", "IVF_SQ8"):
-            return {"metric_type": "COSINE", "params": {"nprobe": 16}}
-        return {"metric_type": "COSINE", "params": {}}
+    def _buckets(self, client: MilvusClient) -> tuple[str, int] | None:
+        try:
+            return lite_partition_buckets(set(client.list_partitions(self.collection)))
+        except MilvusException:
+            return None
 
     # -- writes ----------------------------------------------------------------------------
 
@@ -270,13 +198,13 @@ class MemoryStore:
     def get(self, flt: MemoryFilter, limit: int = 1000) -> list[MemoryRecord]:
         rows = self._call(self.client.query, self.collection, filter=flt.expression(),
                           output_fields=FIELDS, limit=limit, partition_names=self._partitions(flt.communities))
-        return [MemoryRecord.from_entity(r) for r in rows]
+        return [_record(r) for r in rows]
 
     def get_with_vectors(self, flt: MemoryFilter, limit: int = 1000) -> list[tuple[MemoryRecord, list[float]]]:
         """Like `get`, with each memory's dense vector."""
         rows = self._call(self.client.query, self.collection, filter=flt.expression(), output_fields=[*FIELDS, "dense"],
                           limit=limit, partition_names=self._partitions(flt.communities))
-        return [(MemoryRecord.from_entity(r), [float(x) for x in r["dense"]]) for r in rows]
+        return [(_record(r), [float(x) for x in r["dense"]]) for r in rows]
 
     def count(self, flt: MemoryFilter) -> int:
         rows = self._call(self.client.query, self.collection, filter=flt.expression(),
@@ -323,8 +251,8 @@ class MemoryStore:
         if mode == "semantic":
             assert vector is not None
             result = self._call(self.client.search, self.collection, data=[list(vector)], anns_field="dense",
-                                filter=expr, limit=k, output_fields=FIELDS, search_params=self._search_params(k),
-                                partition_names=partitions)
+                                filter=expr, limit=k, output_fields=FIELDS,
+                                search_params=search_params(self.index_type, k), partition_names=partitions)
         elif mode == "keyword":
             assert text is not None
             result = self._call(self.client.search, self.collection, data=[text], anns_field="sparse",
@@ -334,17 +262,17 @@ class MemoryStore:
             assert vector is not None and text is not None
             depth = max(k, self.fusion.depth)
             requests = [
-                AnnSearchRequest([list(vector)], "dense", self._search_params(depth), depth, expr=expr),
+                AnnSearchRequest([list(vector)], "dense", search_params(self.index_type, depth), depth, expr=expr),
                 AnnSearchRequest([text], "sparse", {"metric_type": "BM25", "params": {}}, depth, expr=expr),
             ]
             ranker = (RRFRanker(self.fusion.rrf_k) if self.fusion.ranker == "rrf"
                       else WeightedRanker(self.fusion.dense_weight, self.fusion.keyword_weight))
             result = self._call(self.client.hybrid_search, self.collection, requests, ranker, limit=k,
                                 output_fields=FIELDS, partition_names=partitions)
-        hits = _distinct(result[0] if result else [])
+        hits = distinct(result[0] if result else [])
         # Milvus Lite reports BM25 as a negated distance, a Milvus server as a positive score.
         convert = abs if mode == "keyword" else float
-        return [(MemoryRecord.from_entity(h["entity"]), convert(float(h["distance"]))) for h in hits]
+        return [(_record(h["entity"]), convert(float(h["distance"]))) for h in hits]
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -359,7 +287,7 @@ class MemoryStore:
         if self._lite_buckets is None or communities is None:
             return None
         prefix, n = self._lite_buckets
-        return sorted({f"{prefix}{_lite_bucket(c, n)}" for c in communities})
+        return sorted({f"{prefix}{lite_bucket(c, n)}" for c in communities})
 
     def _iterate(self, expr: str, fields: list[str]) -> Iterator[dict[str, Any]]:
         iterator = self._call(self.client.query_iterator, self.collection, batch_size=1000, filter=expr,
@@ -382,17 +310,17 @@ class MemoryStore:
         try:
             return fn(*args, **kwargs)
         except (MilvusException, grpc.RpcError) as exc:
-            if _timed_out(exc):
+            if timed_out(exc):
                 raise StoreError(f"Milvus at {self.uri} did not answer within {self.timeout:g} s (MILVUS_TIMEOUT): "
                                  "it may be down or overloaded; retry later") from exc
-            if not (client_call and _connection_lost(exc)):
-                raise StoreError(f"Milvus call failed: {_message(exc)}") from exc
-            log.warning("lost the connection to Milvus at %s (%s): reconnecting", self.uri, _message(exc))
+            if not (client_call and connection_lost(exc)):
+                raise StoreError(f"Milvus call failed: {message(exc)}") from exc
+            log.warning("lost the connection to Milvus at %s (%s): reconnecting", self.uri, message(exc))
             try:
                 self._reconnect(fn.__self__)
                 return getattr(self.client, fn.__name__)(*args, **kwargs)
             except (MilvusException, grpc.RpcError, StoreError) as again:
-                raise StoreError(f"Milvus at {self.uri} is unreachable: {_message(again)}") from again
+                raise StoreError(f"Milvus at {self.uri} is unreachable: {message(again)}") from again
 
     def _reconnect(self, failed: Any) -> None:
         with self._open_lock:
@@ -406,75 +334,3 @@ class MemoryStore:
             except (MilvusException, grpc.RpcError):  # already broken: that is why we reconnect
                 pass
         self.open()
-
-
-def _lite_bucket(community: str, buckets: int) -> int:
-    """The bucket Milvus Lite routes a partition-key value to (milvus_lite/engine/collection.py,
-    `_insert_with_partition_key`). tests/test_store_lite_pruning.py fails if Lite changes it."""
-    return int(hashlib.md5(community.encode(), usedforsecurity=False).hexdigest(), 16) % buckets
-
-
-def _lite_partition_buckets(client: MilvusClient, collection: str) -> tuple[str, int] | None:
-    """(prefix, count) of Milvus Lite's partition-key buckets, if the collection has exactly the
-    buckets this module knows how to address; otherwise None (no pruning, still correct)."""
-    try:
-        from milvus_lite.constants import DEFAULT_NUM_PARTITIONS, PARTITION_KEY_BUCKET_PREFIX
-        names = set(client.list_partitions(collection))
-    except (ImportError, MilvusException):
-        return None
-    expected = {f"{PARTITION_KEY_BUCKET_PREFIX}{i}" for i in range(DEFAULT_NUM_PARTITIONS)}
-    if not expected <= names or len(names - expected - {"_default"}) > 0:
-        return None
-    return PARTITION_KEY_BUCKET_PREFIX, int(DEFAULT_NUM_PARTITIONS)
-
-
-_CONNECTION_LOST = ("should create connection first", "fail connecting", "closed channel", "unavailable",
-                    "connection refused", "failed to connect")
-
-
-def _distinct(hits: Sequence[Any]) -> list[Any]:
-    """Search hits without repeated ids, best first. Milvus Lite 3.2 can hold a row twice after a
-    kill -9 between a flush and the removal of its WAL (the replayed row and the flushed one); its
-    query path deduplicates them by primary key, its dense search and iterators do not."""
-    seen: set[str] = set()
-    out = []
-    for hit in hits:
-        key = hit["entity"].get("id", hit.get("id"))
-        if key not in seen:
-            seen.add(key)
-            out.append(hit)
-    return out
-
-
-def _connection_lost(exc: Exception) -> bool:
-    """Whether the error means the connection is gone (rather than a bad request)."""
-    if isinstance(exc, grpc.RpcError):
-        return bool(_grpc_code(exc) == grpc.StatusCode.UNAVAILABLE)
-    return isinstance(exc, ConnectError | MilvusUnavailableException) or any(
-        marker in _message(exc).lower() for marker in _CONNECTION_LOST)
-
-
-def _timed_out(exc: Exception) -> bool:
-    """Whether the call ran out of its time (pymilvus' retries included)."""
-    if isinstance(exc, grpc.RpcError):
-        return bool(_grpc_code(exc) == grpc.StatusCode.DEADLINE_EXCEEDED)
-    return "retry timeout" in _message(exc).lower() or "deadline exceeded" in _message(exc).lower()
-
-
-def _grpc_code(exc: grpc.RpcError) -> Any:
-    code = getattr(exc, "code", None)
-    return code() if callable(code) else None
-
-
-def _message(exc: Exception) -> str:
-    if isinstance(exc, grpc.RpcError) and callable(getattr(exc, "details", None)):
-        return str(exc.details())
-    return str(getattr(exc, "message", "") or exc)
-
-
-def _release_lite(uri: str) -> None:
-    """Stop Milvus Lite's in-process server for `uri`: closing the client alone leaves the database
-    open (and locked) until the process exits."""
-    from milvus_lite.server_manager import server_manager_instance
-
-    server_manager_instance.release_server(str(Path(uri).expanduser()))

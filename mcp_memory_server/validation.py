@@ -10,10 +10,9 @@ from typing import Any
 
 from .config import COMMUNITY_PATTERN, Limits
 from .errors import InvalidInput
-from .store import MAX_AGENT_ID_BYTES, MAX_CONTENT_BYTES, MAX_KIND_BYTES, MAX_TAG_BYTES, MAX_TAGS
+from .models import MAX_AGENT_ID_BYTES, MAX_CONTENT_BYTES, MAX_ID_CHARS, MAX_KIND_BYTES, MAX_TAG_BYTES, MAX_TAGS
 
 _COMMUNITY = re.compile(COMMUNITY_PATTERN)
-MAX_ID_CHARS = 64
 
 
 def community_name(name: str) -> str:

@@ -19,7 +19,8 @@ from openagents.models.event_context import ChannelMessageContext
 from openagents.models.network_config import NetworkConfig
 from openagents.sdk.network import AgentNetwork
 
-from .agents import COORDINATOR_ID, GENERAL, CommunityOptions, Coordinator, ExpertAgent, build_agents, content_of
+from .agents import COORDINATOR_ID, GENERAL, CommunityOptions, ExpertAgent, content_of
+from .coordinator import Coordinator, build_agents
 from .memory import MOD_NAME
 
 

@@ -28,8 +28,8 @@ from typing import TextIO
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
-from mcp_memory_server import launch
-from mcp_memory_server.launch import free_port
+from mcp_memory_server.hub import launch
+from mcp_memory_server.hub.launch import free_port
 
 from .agents import COMMUNITY, CommunityOptions
 from .community import Asker, running_community

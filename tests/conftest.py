@@ -19,9 +19,9 @@ from mcp.shared.memory import create_connected_server_and_client_session
 from mcp.types import CallToolResult, TextContent
 
 from mcp_memory_server.config import Settings
-from mcp_memory_server.http import hub_app
-from mcp_memory_server.launch import free_port
-from mcp_memory_server.runtime import Runtime
+from mcp_memory_server.hub.app import hub_app
+from mcp_memory_server.hub.launch import free_port
+from mcp_memory_server.memory import Runtime
 from mcp_memory_server.server import build_server
 
 

@@ -16,8 +16,10 @@ from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 from starlette.middleware import Middleware
 
-from mcp_memory_server.auth import AuthMiddleware, RateLimiter, Tokens, parse_grants
 from mcp_memory_server.config import Settings
+from mcp_memory_server.hub.auth import hub_middleware
+from mcp_memory_server.hub.ratelimit import RateLimiter
+from mcp_memory_server.hub.tokens import Tokens, parse_grants
 from mcp_memory_server.store import MemoryStore
 from tests import procs
 from tests.conftest import Hub, running_hub
@@ -34,7 +36,7 @@ GRANTS: dict[str, Any] = {"tokens": {
 
 def auth_middleware(grants: dict[str, Any] | None = None, **options: Any) -> list[Middleware]:
     tokens = Tokens(parse_grants(grants if grants is not None else GRANTS, "test grants"))
-    return [Middleware(AuthMiddleware, tokens=tokens, limiter=RateLimiter(), **options)]
+    return hub_middleware(tokens, limiter=RateLimiter(), **options)
 
 
 @contextmanager

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from mcp import StdioServerParameters
 
-from mcp_memory_server import launch
-from mcp_memory_server.launch import SERVER, free_port
+from mcp_memory_server.hub import launch
+from mcp_memory_server.hub.launch import SERVER, free_port
 
 
 def server_env(db: Path, **extra: str) -> dict[str, str]:

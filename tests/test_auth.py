@@ -9,13 +9,17 @@ from pathlib import Path
 import anyio
 import httpx
 import pytest
+from starlette.applications import Starlette
+from starlette.routing import Mount
 
-from mcp_memory_server.auth import AuthMiddleware, RateLimiter, Tokens, digest, parse_grants
 from mcp_memory_server.cli import main
 from mcp_memory_server.config import Settings
-from mcp_memory_server.errors import ConfigError, HubUnavailable, RateLimited
-from mcp_memory_server.hub import HubClient, HubError
-from mcp_memory_server.models import MemoryIn
+from mcp_memory_server.errors import ConfigError, Forbidden, HubUnavailable, RateLimited
+from mcp_memory_server.hub.auth import hub_middleware
+from mcp_memory_server.hub.client import HubClient
+from mcp_memory_server.hub.ratelimit import RateLimiter
+from mcp_memory_server.hub.tokens import Tokens, digest, parse_grants
+from mcp_memory_server.models import MemoryIn, RecallIn
 from tests.conftest import Hub, call, call_error
 from tests.hub_sessions import ADMIN, ALPHA, BETA, auth_hub, bearer, http_session, sse_session
 
@@ -131,7 +135,7 @@ async def test_a_session_cannot_be_used_with_another_token(hub: Hub) -> None:
 async def test_a_hub_client_passes_its_token_and_reports_a_refused_one(hub: Hub) -> None:
     good = HubClient(hub.url, ALPHA)
     stored = await good.remember(MemoryIn(content="via a joined stdio server", community="team-alpha"))
-    assert (await good.recall("joined stdio", community="team-alpha")).hits[0].id == stored.id
+    assert (await good.recall(RecallIn(query="joined stdio", community="team-alpha"))).hits[0].id == stored.id
     with pytest.raises(HubUnavailable, match="refused the token .HTTP 401.: set MEMORY_HUB_TOKEN"):
         await HubClient(hub.url, "wrong-token-0123456789abcdef").stats()
 
@@ -181,7 +185,7 @@ async def test_without_tokens_only_loopback_clients_are_served() -> None:
 
     for allow_remote, client, status in [(False, ("10.1.2.3", 4000), 403), (False, ("127.0.0.1", 4000), 204),
                                          (False, ("::1", 4000), 204), (True, ("10.1.2.3", 4000), 204)]:
-        guarded = AuthMiddleware(app, Tokens(), allow_remote=allow_remote)
+        guarded = Starlette(routes=[Mount("/", app)], middleware=hub_middleware(Tokens(), allow_remote=allow_remote))
         transport = httpx.ASGITransport(app=guarded, client=client)
         async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
             assert (await http.get("/mcp")).status_code == status, (allow_remote, client)
@@ -239,7 +243,7 @@ async def test_the_two_team_example_config_isolates_the_teams(settings: Settings
             await call(alpha, "remember", content="alpha roadmap: ship search in Q3", community="team-alpha")
             await call(alpha, "remember", content="both teams: freeze on Dec 20", community="shared")
         beta = HubClient(hub.url, beta_env["MEMORY_HUB_TOKEN"])  # what the stdio server in the example does
-        assert [h.content for h in (await beta.recall("freeze", communities=["*"])).hits] == [
+        assert [h.content for h in (await beta.recall(RecallIn(query="freeze", communities=["*"]))).hits] == [
             "both teams: freeze on Dec 20"]
-        with pytest.raises(HubError, match="team-alpha"):
-            await beta.recall("roadmap", community="team-alpha")
+        with pytest.raises(Forbidden, match="team-alpha"):  # the hub's own error class, through its client
+            await beta.recall(RecallIn(query="roadmap", community="team-alpha"))

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import anyio
 import pytest
 
-from mcp_memory_server.hub import HubClient
+from mcp_memory_server.hub.client import HubClient
 from mcp_memory_server.models import MemoryIn
 from openagents_bridge.llm import LLMConfig, LLMError, run_tool_loop
 from openagents_bridge.memory.adapter import AgentAdapter

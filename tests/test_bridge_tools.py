@@ -9,9 +9,10 @@ import pytest
 from mcp.shared.memory import create_connected_server_and_client_session
 
 from mcp_memory_server.config import Settings
-from mcp_memory_server.errors import HubUnavailable
-from mcp_memory_server.hub import HubClient, HubError
-from mcp_memory_server.runtime import Runtime
+from mcp_memory_server.errors import HubUnavailable, InvalidInput, UnknownCommunity
+from mcp_memory_server.hub.client import HubClient
+from mcp_memory_server.memory import Runtime
+from mcp_memory_server.models import RecallIn
 from mcp_memory_server.server import build_server
 from openagents_bridge.memory.adapter import AgentAdapter
 from openagents_bridge.memory.mod import NetworkMod
@@ -40,7 +41,7 @@ async def test_an_agents_tool_calls_land_in_the_hubs_memory(hub: Hub) -> None:
     with anyio.fail_after(60):
         stored = await tools["remember"].execute(content="The bridge writes through the hub.", community="bridge",
                                                  kind="fact", agent_id="python_expert")
-        found = await HubClient(hub.url).recall("who writes through the hub?", community="bridge")
+        found = await HubClient(hub.url).recall(RecallIn(query="who writes through the hub?", community="bridge"))
         batch = await tools["remember_many"].execute(memories=[
             {"content": "First imported note.", "community": "bridge"},
             {"content": "Second imported note.", "community": "bridge"}])
@@ -54,12 +55,12 @@ async def test_an_agents_tool_calls_land_in_the_hubs_memory(hub: Hub) -> None:
     assert (await hub.runtime.service.stats()).total == 3
 
 
-async def test_a_refused_call_raises_with_the_hubs_message(hub_url: str) -> None:
+async def test_a_refused_call_raises_the_hubs_error_class_with_its_message(hub_url: str) -> None:
     tools = {t.name: t for t in AgentAdapter(hub_url).get_tools()}
-    with anyio.fail_after(60), pytest.raises(HubError, match="content"):
+    with anyio.fail_after(60), pytest.raises(InvalidInput, match="content is empty"):
         await tools["remember"].execute(content="   ")
-    with anyio.fail_after(60), pytest.raises(HubError, match="community"):
-        await tools["recall"].execute(query="anything", community="bad community!")
+    with anyio.fail_after(60), pytest.raises(UnknownCommunity, match="never-used"):
+        await tools["recall"].execute(query="anything", community="never-used")
 
 
 async def test_without_a_hub_the_tools_say_how_to_start_one(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -15,16 +15,16 @@ from typing import Any
 
 import anyio
 import pytest
-from starlette.middleware import Middleware
 
-from mcp_memory_server.auth import AuthMiddleware, RateLimiter, Tokens
 from mcp_memory_server.config import Settings
 from mcp_memory_server.errors import ConfigError
-from mcp_memory_server.hub import HubClient
+from mcp_memory_server.hub.auth import hub_middleware
+from mcp_memory_server.hub.client import HubClient
+from mcp_memory_server.hub.tokens import Tokens, agent_tokens, hub_token
+from mcp_memory_server.models import RecallIn
 from openagents_bridge.agents import COMMUNITY, COORDINATOR_ID, CommunityOptions, question_tag
 from openagents_bridge.community import Asker, Community, running_community
 from openagents_bridge.experts import EXPERTS
-from openagents_bridge.tools import agent_token, agent_tokens
 from tests.conftest import Hub, free_port, running_hub
 
 pytestmark = pytest.mark.anyio
@@ -40,7 +40,7 @@ DEVELOPER = next(t for t, g in json.loads(HUB_TOKENS.read_text())["tokens"].item
 def example_hub(root: Path) -> Iterator[Hub]:
     tokens = Tokens.from_settings(Settings(memory_auth_file=str(HUB_TOKENS)))
     with running_hub(Settings(milvus_uri=str(root / "memory.db")),
-                     middleware=[Middleware(AuthMiddleware, tokens=tokens, limiter=RateLimiter())]) as hub:
+                     middleware=hub_middleware(tokens)) as hub:
         yield hub
 
 
@@ -81,7 +81,8 @@ async def community(module_hub: Hub, tmp_path_factory: pytest.TempPathFactory) -
 async def test_with_a_token_per_agent_routing_and_provenance_hold_on_an_authenticated_hub(
         community: Community, module_hub: Hub) -> None:
     reader = HubClient(module_hub.url, DEVELOPER)
-    profiles = await reader.recall("expert profile", community=COMMUNITY, kinds=["expert_profile"], k=10)
+    profiles = await reader.recall(RecallIn(query="expert profile", community=COMMUNITY, kinds=["expert_profile"],
+                                            k=10))
     assert sorted(h.agent_id for h in profiles.hits) == sorted(EXPERTS)  # not all under one identity
 
     asker = Asker("developer")
@@ -91,8 +92,8 @@ async def test_with_a_token_per_agent_routing_and_provenance_hold_on_an_authenti
     finally:
         await asker.async_stop()
     assert set(answer.experts) == {"milvus_expert", "devops_expert"}
-    found = await reader.recall("question answer", community=COMMUNITY, tags=[question_tag(answer.question_id)],
-                                k=20)
+    found = await reader.recall(RecallIn(query="question answer", community=COMMUNITY,
+                                         tags=[question_tag(answer.question_id)], k=20))
     by_kind: dict[str, list[Any]] = {}
     for hit in found.hits:
         by_kind.setdefault(hit.kind, []).append(hit)
@@ -121,8 +122,8 @@ def test_the_demo_joins_a_hub_with_tokens_as_the_readme_shows(tmp_path: Path) ->
 def test_agent_tokens_come_from_json_a_file_or_fall_back_to_the_hub_token(tmp_path: Path) -> None:
     inline = Settings(memory_agent_tokens=json.dumps({"coordinator": "c-token"}), memory_hub_token="shared")
     assert agent_tokens(inline) == {"coordinator": "c-token"}
-    assert agent_token("coordinator", inline) == "c-token" and agent_token("python_expert", inline) == "shared"
-    assert agent_token("python_expert", Settings()) is None
+    assert hub_token(inline, "coordinator") == "c-token" and hub_token(inline, "python_expert") == "shared"
+    assert hub_token(Settings(), "python_expert") is None
 
     (tmp_path / "tokens.yaml").write_text("python_expert: p-token\ndevops_expert: d-token\n")
     (tmp_path / "tokens.json").write_text(json.dumps({"milvus_expert": "m-token"}))

@@ -18,7 +18,8 @@ from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
 
 from mcp_memory_server.config import Settings
-from mcp_memory_server.hub import HubClient
+from mcp_memory_server.hub.client import HubClient
+from mcp_memory_server.models import RecallIn, RegisterExpertIn
 from openagents_bridge.agents import COMMUNITY, NO_LLM_NOTE, CommunityOptions, question_tag
 from openagents_bridge.community import Asker, Community, running_community
 from openagents_bridge.experts import ExpertSpec
@@ -67,8 +68,8 @@ async def asker(community: Community) -> AsyncIterator[Asker]:
 
 async def provenance(hub: Hub, question_id: str) -> dict[str, list[dict[str, Any]]]:
     """Every memory about one question, by kind."""
-    found = await HubClient(hub.url).recall("question answer", community=COMMUNITY, tags=[question_tag(question_id)],
-                                            k=20)
+    found = await HubClient(hub.url).recall(RecallIn(query="question answer", community=COMMUNITY,
+                                                     tags=[question_tag(question_id)], k=20))
     by_kind: dict[str, list[dict[str, Any]]] = {}
     for hit in found.hits:
         by_kind.setdefault(hit.kind, []).append(hit.model_dump())
@@ -113,7 +114,8 @@ async def test_a_repeated_question_is_answered_at_once_citing_the_earlier_answer
     assert first.question_id in again.text and first.text in again.text
     # No loops: had the coordinator taken its own or the experts' replies for questions (the first
     # reply was posted seconds ago), they would be remembered as questions asked by those agents.
-    questions = await HubClient(module_hub.url).recall("question", community=COMMUNITY, kinds=["question"], k=100)
+    questions = await HubClient(module_hub.url).recall(RecallIn(query="question", community=COMMUNITY,
+                                                                kinds=["question"], k=100))
     assert {hit.agent_id for hit in questions.hits} == {"developer"}
 
 
@@ -145,7 +147,8 @@ async def test_what_an_mcp_client_remembered_is_recalled_by_an_agent(
 
     expert = community.experts[0]
     with anyio.fail_after(60):
-        recalled = await expert.memory.recall("zeta-prod etcd", community=COMMUNITY, agent_id="claude-desktop")
+        recalled = await expert.memory.recall(RecallIn(query="zeta-prod etcd", community=COMMUNITY,
+                                                       agent_id="claude-desktop"))
     assert [h.content for h in recalled.hits] == [fact]
 
     answer = await asker.ask("Our zeta-prod Milvus cluster is slow: what should we check first?", ASK_TIMEOUT)
@@ -159,7 +162,8 @@ async def test_an_expert_that_fails_or_stays_silent_does_not_stop_the_answer(
     ghost = ExpertSpec(agent_id="ghost_expert", domain="ghost", description="COBOL mainframe batch jobs and JCL.",
                        skills=["COBOL copybooks", "JCL job steps", "mainframe batch scheduling"],
                        knowledge_file="none.jsonl")
-    await HubClient(module_hub.url).register_expert(ghost.agent_id, ghost.description, ghost.skills, COMMUNITY)
+    await HubClient(module_hub.url).register_expert(RegisterExpertIn(
+        agent_id=ghost.agent_id, description=ghost.description, skills=ghost.skills, community=COMMUNITY))
     monkeypatch.setitem(coordinator.experts, ghost.agent_id, ghost)  # known to the coordinator, never running
     monkeypatch.setattr(coordinator, "options", dataclasses.replace(coordinator.options, answer_timeout=3.0))
 

@@ -21,10 +21,10 @@ import anyio
 import pytest
 from mcp import ClientSession
 
-from mcp_memory_server.coalesce import CoalescingEmbedder
+from mcp_memory_server.embeddings import CoalescingEmbedder
 from mcp_memory_server.errors import EmbeddingError
-from mcp_memory_server.models import MemoryIn
-from mcp_memory_server.runtime import Runtime
+from mcp_memory_server.memory import Runtime
+from mcp_memory_server.models import MemoryIn, RememberManyIn
 from tests.conftest import error_text
 from tests.hub_sessions import http_session, hub_process, rows_per_id
 
@@ -161,6 +161,9 @@ class _SlowEmbedder:
         time.sleep(0.05)
         return [[float(len(t)), 1.0] for t in texts]
 
+    def close(self) -> None:
+        return None
+
 
 def test_concurrent_embeds_share_model_calls_and_each_caller_gets_its_own_vectors() -> None:
     inner = _SlowEmbedder()
@@ -187,8 +190,8 @@ async def test_concurrent_writes_of_the_same_content_store_it_once(runtime: Runt
     outcomes: list[bool] = []
 
     async def write(number: int) -> None:
-        done = await memory.remember_many([MemoryIn(content="the same fact, sent by everyone"),
-                                           MemoryIn(content=f"a fact only client {number} knows")])
+        done = await memory.remember_many(RememberManyIn(memories=[MemoryIn(content="the same fact, sent by everyone"),
+                                           MemoryIn(content=f"a fact only client {number} knows")]))
         outcomes.append(done.results[0].duplicate)
 
     with anyio.fail_after(120):

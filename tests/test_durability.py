@@ -13,7 +13,7 @@ import anyio
 import pytest
 from mcp import ClientSession
 
-from mcp_memory_server.runtime import Runtime
+from mcp_memory_server.memory import Runtime
 from tests.conftest import call
 from tests.hub_sessions import http_session, hub_process, rows_per_id
 

@@ -21,7 +21,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from mcp_memory_server.config import Settings
-from mcp_memory_server.runtime import Runtime
+from mcp_memory_server.memory import Runtime
 from mcp_memory_server.server import build_server
 from tests.conftest import call, call_error, free_port
 

@@ -10,7 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mcp_memory_server.filters import MemoryFilter, quote, quote_list
-from mcp_memory_server.store import MemoryRecord, MemoryStore
+from mcp_memory_server.models import MemoryRecord
+from mcp_memory_server.store import MemoryStore
 
 HOSTILE = [
     'x" or 1==1 or "',

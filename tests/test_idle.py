@@ -11,7 +11,8 @@ import httpx
 import pytest
 
 from mcp_memory_server.config import Settings
-from mcp_memory_server.hub import HubClient
+from mcp_memory_server.hub.client import HubClient
+from mcp_memory_server.models import RecallIn
 from tests.conftest import call
 from tests.hub_sessions import ALPHA, auth_hub, bearer, http_session, sse_session
 
@@ -30,7 +31,8 @@ async def idle_then_use(settings: Settings, idle_seconds: float) -> None:
                     assert [h["id"] for h in hits] == [before["id"]]
                 async with http_session(hub.url, ALPHA) as fresh:
                     await call(fresh, "remember", content="written after the idle hours", community="team-alpha")
-                recalled = await HubClient(hub.url, ALPHA).recall("after the idle", community="team-alpha")
+                recalled = await HubClient(hub.url, ALPHA).recall(RecallIn(query="after the idle",
+                                                                           community="team-alpha"))
                 assert recalled.hits[0].content == "written after the idle hours"
                 async with httpx.AsyncClient(timeout=30) as http:
                     health = (await http.get(f"{hub.base}/health", headers=bearer(ALPHA))).json()

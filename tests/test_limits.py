@@ -11,7 +11,8 @@ from mcp import ClientSession
 from mcp.shared.memory import create_connected_server_and_client_session
 
 from mcp_memory_server.config import Limits, Settings
-from mcp_memory_server.runtime import Runtime
+from mcp_memory_server.memory import Runtime
+from mcp_memory_server.models import RecallIn
 from mcp_memory_server.server import build_server
 from tests.conftest import call, call_error
 
@@ -126,4 +127,4 @@ async def test_a_k_limit_below_the_default_k_lowers_the_default_instead_of_refus
         assert listed["route"]["properties"]["k"]["default"] == 2
         # and the service itself, as the hub and the bridge call it
         assert runtime.service is not None
-        assert len((await runtime.service.recall("caching", community="c")).hits) == 2
+        assert len((await runtime.service.recall(RecallIn(query="caching", community="c"))).hits) == 2

@@ -21,8 +21,8 @@ from mcp import ClientSession
 from mcp.shared.memory import create_connected_server_and_client_session
 
 from mcp_memory_server.config import Settings
-from mcp_memory_server.launch import free_port
-from mcp_memory_server.runtime import Runtime
+from mcp_memory_server.hub.launch import free_port
+from mcp_memory_server.memory import Runtime
 from mcp_memory_server.server import build_server
 from tests.conftest import call, call_error
 

@@ -18,8 +18,8 @@ from mcp_memory_server.access import Caller
 from mcp_memory_server.config import Settings
 from mcp_memory_server.errors import MemoryServerError
 from mcp_memory_server.filters import MemoryFilter
+from mcp_memory_server.memory import Runtime
 from mcp_memory_server.models import MemoryIn
-from mcp_memory_server.runtime import Runtime
 from mcp_memory_server.service import MemoryService
 
 GRANTED, OTHER = "alpha", "beta"

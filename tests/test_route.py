@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 from mcp import ClientSession
 
+from mcp_memory_server.memory import Runtime
+from mcp_memory_server.models import MemoryRecord
 from mcp_memory_server.routing import PROFILE_KIND, SKILL_KIND, RoutingPolicy, phrases, rank_experts
-from mcp_memory_server.runtime import Runtime
-from mcp_memory_server.store import MemoryRecord
 from tests.conftest import call
 from tests.words import terms
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from mcp_memory_server.errors import StoreError
 from mcp_memory_server.filters import MemoryFilter
-from mcp_memory_server.store import MemoryRecord, MemoryStore
+from mcp_memory_server.models import MemoryRecord
+from mcp_memory_server.store import MemoryStore
 
 OPEN_AND_COUNT = """
 import sys
@@ -52,15 +54,25 @@ def test_a_row_milvus_lite_holds_twice_after_a_crash_is_searched_and_counted_onc
         store.insert([MemoryRecord("a", "twice", "c1", "note", [], "x", 1, "h", {}),
                       MemoryRecord("b", "once", "c1", "note", [], "x", 2, "h2", {})],
                      [[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0]])
-        real_search, real_iterate = store.client.search, store._iterate
+        real_search, real_iterator = store.client.search, store.client.query_iterator
 
         def search_twice(*args: object, **kwargs: object) -> list[list[dict[str, object]]]:
             hits = real_search(*args, **kwargs)[0]
             return [[hits[0], *hits]]  # the best hit repeated, as Lite returns a replayed row
 
+        class IteratorTwice:  # every batch holds row "a" twice, as Lite's iterator returns a replayed row
+            def __init__(self, inner: Any) -> None:
+                self.inner = inner
+
+            def next(self) -> list[dict[str, Any]]:
+                batch: list[dict[str, Any]] = self.inner.next()
+                return [*batch, *(row for row in batch if row["id"] == "a")]
+
+            def close(self) -> None:
+                self.inner.close()
+
         monkeypatch.setattr(store.client, "search", search_twice)
-        monkeypatch.setattr(store, "_iterate", lambda expr, fields: [*real_iterate(expr, fields),
-                                                                     *real_iterate('id == "a"', fields)])
+        monkeypatch.setattr(store.client, "query_iterator", lambda *a, **k: IteratorTwice(real_iterator(*a, **k)))
         found = store.search(MemoryFilter(communities=["c1"]), 5, "semantic", vector=[1.0, 0.0, 0.0, 0.0])
         assert [r.id for r, _ in found] == ["a", "b"]
         assert store.group_counts() == {("c1", "note"): 2}

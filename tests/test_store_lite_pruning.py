@@ -10,7 +10,8 @@ from pathlib import Path
 from milvus_lite.server_manager import server_manager_instance
 
 from mcp_memory_server.filters import MemoryFilter
-from mcp_memory_server.store import MemoryRecord, MemoryStore
+from mcp_memory_server.models import MemoryRecord
+from mcp_memory_server.store import MemoryStore
 
 
 def _record(i: int, community: str) -> MemoryRecord:

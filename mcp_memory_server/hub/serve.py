@@ -11,15 +11,16 @@ from pathlib import Path
 
 import anyio
 import uvicorn
-from starlette.middleware import Middleware
+from mcp.server.transport_security import TransportSecuritySettings
 
-from .auth import AuthMiddleware, Tokens, allowed_hosts, allowed_origins, is_loopback
-from .config import Settings
-from .errors import ConfigError
-from .http import hub_app
-from .hub import advertise, withdraw
-from .runtime import Runtime
-from .server import build_server
+from ..config import Settings
+from ..errors import ConfigError
+from ..memory import Runtime
+from ..server import build_server
+from .advert import advertise, withdraw
+from .app import hub_app
+from .auth import allowed_hosts, allowed_origins, hub_middleware, is_loopback
+from .tokens import Tokens
 
 __all__ = ["Tokens", "check_bind", "serve_hub"]
 
@@ -44,10 +45,12 @@ def check_bind(settings: Settings, host: str, allow_remote: bool) -> Tokens | No
 
 async def serve_hub(settings: Settings, host: str, port: int, tokens: Tokens, allow_remote: bool) -> None:
     runtime = Runtime(settings)
-    mcp = build_server(runtime, host=host, port=port, allowed_hosts=allowed_hosts(settings, host),
-                       allowed_origins=allowed_origins(settings, host))
-    app = hub_app(mcp, runtime, middleware=[Middleware(AuthMiddleware, tokens=tokens, allow_remote=allow_remote,
-                                                       max_request_bytes=settings.limits.request_bytes)])
+    security = TransportSecuritySettings(enable_dns_rebinding_protection=True,
+                                         allowed_hosts=allowed_hosts(settings, host),
+                                         allowed_origins=allowed_origins(settings, host))
+    mcp = build_server(runtime, host=host, port=port, security=security)
+    app = hub_app(mcp, runtime, middleware=hub_middleware(tokens, allow_remote=allow_remote,
+                                                          max_request_bytes=settings.limits.request_bytes))
     if tokens:
         log.info("auth on: %d tokens (agents: %s)", len(tokens), ", ".join(tokens.agents()))
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on",

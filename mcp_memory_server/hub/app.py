@@ -16,9 +16,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
+from ..errors import MemoryServerError
+from ..memory import Runtime
 from .auth import ANONYMOUS_STATE_KEY
-from .errors import MemoryServerError
-from .runtime import Runtime
 
 
 def hub_app(mcp: FastMCP, runtime: Runtime, *, middleware: Sequence[Middleware] = (),
@@ -58,7 +58,7 @@ async def health_report(runtime: Runtime, wait: float = 5.0) -> dict[str, Any]:
         return report
     service = runtime.service
     if service is None:  # this process joined another hub: that hub's /health has the details
-        report.update(ok=True, hub=runtime.settings.memory_hub_url)
+        report.update(ok=True, hub=runtime.hub.url if runtime.hub else None)
         return report
     embedder = service.embedder
     report["embedder"] = {"name": embedder.name, "dimension": embedder.dimension,

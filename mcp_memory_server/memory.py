@@ -1,9 +1,14 @@
-"""Who holds the memory in this process: the store itself (owner), or a hub it joins (client).
+"""Opening the memory: this process owns the store, or it joins a hub that does.
 
-The runtime is opened in the background so that a server answers `initialize` and
-`tools/list` at once; the first tool call waits until the memory is ready. The embedding model
-then warms up in the background too, so the first recall does not pay for importing torch
-unless it comes within the first seconds.
+A hub always owns its store. A stdio server joins the hub `hub.advert.find_hub` names (the
+MEMORY_HUB_URL it was given, or the hub advertised beside its Milvus Lite database), and owns
+the store only when there is none; if opening the store fails because a hub took it meanwhile,
+it joins that hub instead.
+
+The memory is opened in the background so that a server answers `initialize` and `tools/list`
+at once; the first tool call waits until it is ready. The embedding model then warms up in the
+background too, so the first recall does not pay for importing torch unless it comes within the
+first seconds.
 """
 
 from __future__ import annotations
@@ -11,14 +16,31 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, Protocol
 
 import anyio
 
-from .access import Memory
+from .access import ANYONE, Caller
 from .config import Settings
 from .errors import MemoryServerError, StoreError
-from .hub import HubClient, discover
+from .hub.advert import HubAddress, find_hub
+from .hub.client import HubClient
+from .hub.tokens import hub_token
+from .models import (
+    ExpertProfile,
+    ForgetIn,
+    Forgotten,
+    MemoryIn,
+    Recalled,
+    RecallIn,
+    RegisterExpertIn,
+    Remembered,
+    RememberedMany,
+    RememberManyIn,
+    Routed,
+    RouteIn,
+    Stats,
+)
 
 if TYPE_CHECKING:
     from .service import MemoryService
@@ -28,6 +50,18 @@ log = logging.getLogger(__name__)
 Role = Literal["owner", "client"]
 
 
+class Memory(Protocol):
+    """The verbs every memory backend offers: the local service, or a client of a remote hub."""
+
+    async def remember(self, request: MemoryIn, caller: Caller = ANYONE) -> Remembered: ...
+    async def remember_many(self, request: RememberManyIn, caller: Caller = ANYONE) -> RememberedMany: ...
+    async def recall(self, request: RecallIn, caller: Caller = ANYONE) -> Recalled: ...
+    async def register_expert(self, request: RegisterExpertIn, caller: Caller = ANYONE) -> ExpertProfile: ...
+    async def route(self, request: RouteIn, caller: Caller = ANYONE) -> Routed: ...
+    async def forget(self, request: ForgetIn, caller: Caller = ANYONE) -> Forgotten: ...
+    async def stats(self, caller: Caller = ANYONE) -> Stats: ...
+
+
 class Runtime:
     """Opens, holds and closes this process's memory. Constructing it does no I/O."""
 
@@ -35,6 +69,7 @@ class Runtime:
         self.settings = settings
         self.role: Role | None = None
         self.service: MemoryService | None = None
+        self.hub: HubAddress | None = None  # the hub this process joined, if any
         self._memory: Memory | None = None
         self._error: MemoryServerError | None = None
         self._ready = anyio.Event()
@@ -44,8 +79,8 @@ class Runtime:
     async def running(self, *, own: bool = False) -> AsyncIterator[Runtime]:
         """Open the memory in the background for the duration of the block.
 
-        own=True (a hub): this process must own the store. own=False (stdio): join the hub named
-        by MEMORY_HUB_URL or advertised beside the database, else own the store.
+        own=True (a hub): this process must own the store. own=False (stdio): join the hub
+        `find_hub` names, else own the store.
         """
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(self._open, own)
@@ -74,18 +109,18 @@ class Runtime:
 
     async def _open(self, own: bool) -> None:
         try:
-            hub_url = None if own else self.settings.memory_hub_url or self._advertised_hub()
-            if hub_url:
-                self._join(hub_url)
+            hub = None if own else find_hub(self.settings)
+            if hub:
+                self._join(hub)
             else:
                 try:
                     await self._own()
                 except StoreError:
                     # A hub may have started between our look and our open.
-                    hub_url = None if own else self._advertised_hub()
-                    if not hub_url:
+                    hub = None if own else find_hub(self.settings)
+                    if not hub:
                         raise
-                    self._join(hub_url)
+                    self._join(hub)
         except MemoryServerError as exc:
             log.error("memory unavailable: %s", exc)
             self._error = exc
@@ -100,28 +135,25 @@ class Runtime:
             except MemoryServerError as exc:  # the first embed reports it to the caller again
                 log.error("embedding model failed to load: %s", exc)
 
-    def _advertised_hub(self) -> str | None:
-        return discover(self.settings.milvus_uri) if self.settings.is_lite else None
-
-    def _join(self, url: str) -> None:
-        log.info("joining the memory hub at %s", url)
-        self._memory = HubClient(url, self.settings.memory_hub_token)
+    def _join(self, hub: HubAddress) -> None:
+        log.info("joining the memory hub at %s (from %s)", hub.url, hub.source)
+        self._memory = HubClient(hub.url, hub_token(self.settings), source=hub.source)
+        self.hub = hub
         self.role = "client"
 
     async def _own(self) -> None:
         # Imported here, not at the top: pymilvus alone takes ~0.6 s to import, and a server must
         # answer `initialize` before that (stdio clients that join a hub never need it).
-        from .coalesce import CoalescingEmbedder
-        from .embeddings import build_embedder
+        from .embeddings import CoalescingEmbedder, build_embedder
         from .service import MemoryService
-        from .store import Fusion, MemoryStore
+        from .store import MemoryStore
 
         settings = self.settings
-        # Concurrent clients' embeds share model calls (see coalesce.py).
+        # Concurrent clients' embeds share model calls (see embeddings.CoalescingEmbedder).
         embedder = CoalescingEmbedder(build_embedder(settings))
         store = MemoryStore(settings.milvus_uri, settings.memory_collection, embedder.dimension,
                             token=settings.milvus_token, index_type=settings.memory_index_type,
-                            fusion=Fusion(), timeout=settings.milvus_timeout)
+                            fusion=settings.fusion, timeout=settings.milvus_timeout)
         service = MemoryService(settings, store, embedder)
         await service.open()
         log.info("memory open: %s (collection %s)", settings.milvus_uri, settings.memory_collection)

@@ -1,58 +1,65 @@
 """A client of a running memory hub: the `Memory` verbs, forwarded over MCP streamable HTTP.
 
-A stdio server that joins a hub (MEMORY_HUB_URL, or the hub advertised beside the database)
-answers its client's tool calls through this, so every process reads and writes the one
-memory the hub owns. One MCP session per event loop is kept open (opening one costs ~300 ms on
-loopback, a call on an open one ~20 ms); a call that finds it broken (the hub restarted) opens
-a new one and is retried once, which is safe because every tool is idempotent.
+A stdio server that joins a hub (see `advert.find_hub`) answers its client's tool calls through
+this, and so do OpenAgents agents, so every process reads and writes the one memory the hub owns.
+One MCP session per event loop is kept open (opening one costs ~300 ms on loopback, a call on an
+open one ~20 ms); a call that finds the connection broken (the hub restarted) opens a new session
+and is retried once, which is safe because every tool is idempotent. A tool error is re-raised as
+the hub's own error class (`errors.from_wire`): Forbidden, InvalidInput, RateLimited (with its
+`retry_after`) arrive as themselves.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
-import os
-from collections.abc import Sequence
 from datetime import timedelta
-from pathlib import Path
 from typing import Any, TypeVar
 
+import anyio
 import httpx
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
-from mcp.types import TextContent
+from mcp.shared.exceptions import McpError
+from mcp.types import CONNECTION_CLOSED, TextContent
 from pydantic import BaseModel
 
-from .access import ANYONE, Caller
-from .errors import HubUnavailable, MemoryServerError
-from .models import (
+from ..access import ANYONE, Caller
+from ..errors import ERROR_META_KEY, HubError, HubUnavailable, from_wire
+from ..models import (
     ExpertProfile,
+    ForgetIn,
     Forgotten,
     MemoryIn,
     Recalled,
+    RecallIn,
+    RegisterExpertIn,
     Remembered,
     RememberedMany,
+    RememberManyIn,
     Routed,
-    SearchMode,
+    RouteIn,
     Stats,
 )
+from .advert import Source
 
 ResultT = TypeVar("ResultT", bound=BaseModel)
 _PREFIX = "Error executing tool "
-
-
-class HubError(MemoryServerError):
-    """The hub refused a call; the message is the hub's own."""
+# What a broken connection looks like from the SDK's client (the hub died, restarted or dropped the session).
+_BROKEN = (httpx.TransportError, anyio.ClosedResourceError, anyio.BrokenResourceError, anyio.EndOfStream,
+           ConnectionError)
 
 
 class HubClient:
     """`Memory` backed by a hub at `url` (its streamable HTTP endpoint, e.g. http://127.0.0.1:8765/mcp).
 
-    The caller argument of each verb is ignored: the hub knows the caller from `token`.
+    The caller argument of each verb is ignored: the hub knows the caller from `token`. `source`
+    says where the URL came from, so that an error can say what to change.
     """
 
-    def __init__(self, url: str, token: str | None = None, timeout: float = 60.0) -> None:
+    def __init__(self, url: str, token: str | None = None, timeout: float = 60.0,
+                 source: Source = "argument") -> None:
         self.url = url
+        self.source = source
         self._headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._timeout = timeout
         self._lock: asyncio.Lock | None = None
@@ -60,21 +67,22 @@ class HubClient:
         self._current: _Link | None = None
 
     async def call(self, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
-        """Call a hub tool and return its structured result. Raises HubError or HubUnavailable."""
+        """Call a hub tool and return its structured result. Raises the hub's error class, or
+        HubUnavailable when the hub cannot be reached."""
         for attempt in (1, 2):
             link = await self._link()
             try:
                 result = await link.session.call_tool(tool, arguments)
                 break
-            except Exception as exc:  # the session broke under us (hub restarted or died): reconnect once
+            except Exception as exc:
                 await self._drop(link)
-                if attempt == 2:
+                if attempt == 2 or not _broken(exc):
                     raise self._unavailable(exc) from exc
         if result.isError:
             text = " ".join(c.text for c in result.content if isinstance(c, TextContent))
             if text.startswith(_PREFIX):
                 text = text.split(": ", 1)[-1]
-            raise HubError(text or f"the hub refused {tool}")
+            raise from_wire((result.meta or {}).get(ERROR_META_KEY), text or f"the hub refused {tool}")
         if result.structuredContent is None:
             raise HubError(f"the hub answered {tool} without structured content")
         return result.structuredContent
@@ -111,44 +119,35 @@ class HubClient:
                 f"the memory hub at {self.url} refused the token (HTTP 401): set MEMORY_HUB_TOKEN to a "
                 "token listed in the hub's MEMORY_AUTH_FILE / MEMORY_AUTH_TOKENS"
             )
+        fix = {"MEMORY_HUB_URL": "or unset MEMORY_HUB_URL",
+               "advert": "or remove its stale advert file beside the database",
+               "argument": "or pass the URL of a running hub"}[self.source]
         return HubUnavailable(
             f"the memory hub at {self.url} did not answer ({_describe(exc)}); start it with "
-            "`mcp-memory-server serve --transport streamable-http`, or unset MEMORY_HUB_URL"
+            f"`mcp-memory-server serve --transport streamable-http`, {fix}"
         )
 
-    async def _typed(self, tool: str, result_type: type[ResultT], **arguments: Any) -> ResultT:
-        args = {k: v for k, v in arguments.items() if v is not None}
-        return result_type.model_validate(await self.call(tool, args))
+    async def _typed(self, tool: str, result_type: type[ResultT], request: BaseModel | None = None) -> ResultT:
+        arguments = request.model_dump(exclude_none=True, exclude_unset=True) if request is not None else {}
+        return result_type.model_validate(await self.call(tool, arguments))
 
-    async def remember(self, item: MemoryIn, caller: Caller = ANYONE) -> Remembered:
-        return await self._typed("remember", Remembered, **item.model_dump(exclude_none=True))
+    async def remember(self, request: MemoryIn, caller: Caller = ANYONE) -> Remembered:
+        return await self._typed("remember", Remembered, request)
 
-    async def remember_many(self, items: Sequence[MemoryIn], caller: Caller = ANYONE) -> RememberedMany:
-        return await self._typed("remember_many", RememberedMany,
-                                 memories=[i.model_dump(exclude_none=True) for i in items])
+    async def remember_many(self, request: RememberManyIn, caller: Caller = ANYONE) -> RememberedMany:
+        return await self._typed("remember_many", RememberedMany, request)
 
-    async def recall(self, query: str, *, community: str | None = None, communities: Sequence[str] | None = None,
-                     k: int | None = None, kinds: Sequence[str] | None = None, tags: Sequence[str] | None = None,
-                     agent_id: str | None = None, since: str | None = None, mode: SearchMode = "hybrid",
-                     caller: Caller = ANYONE) -> Recalled:
-        return await self._typed("recall", Recalled, query=query, community=community,
-                                 communities=_list(communities), k=k, kinds=_list(kinds), tags=_list(tags),
-                                 agent_id=agent_id, since=since, mode=mode)
+    async def recall(self, request: RecallIn, caller: Caller = ANYONE) -> Recalled:
+        return await self._typed("recall", Recalled, request)
 
-    async def register_expert(self, agent_id: str, description: str, skills: Sequence[str] = (),
-                              community: str | None = None, caller: Caller = ANYONE) -> ExpertProfile:
-        return await self._typed("register_expert", ExpertProfile, agent_id=agent_id, description=description,
-                                 skills=list(skills), community=community)
+    async def register_expert(self, request: RegisterExpertIn, caller: Caller = ANYONE) -> ExpertProfile:
+        return await self._typed("register_expert", ExpertProfile, request)
 
-    async def route(self, question: str, *, community: str | None = None, k: int | None = None,
-                    caller: Caller = ANYONE) -> Routed:
-        return await self._typed("route", Routed, question=question, community=community, k=k)
+    async def route(self, request: RouteIn, caller: Caller = ANYONE) -> Routed:
+        return await self._typed("route", Routed, request)
 
-    async def forget(self, *, ids: Sequence[str] | None = None, community: str | None = None,
-                     kinds: Sequence[str] | None = None, tags: Sequence[str] | None = None,
-                     agent_id: str | None = None, caller: Caller = ANYONE) -> Forgotten:
-        return await self._typed("forget", Forgotten, ids=_list(ids), community=community, kinds=_list(kinds),
-                                 tags=_list(tags), agent_id=agent_id)
+    async def forget(self, request: ForgetIn, caller: Caller = ANYONE) -> Forgotten:
+        return await self._typed("forget", Forgotten, request)
 
     async def stats(self, caller: Caller = ANYONE) -> Stats:
         return await self._typed("stats", Stats)
@@ -199,51 +198,17 @@ class _Link:
                 raise
 
 
-def _list(values: Sequence[str] | None) -> list[str] | None:
-    return list(values) if values is not None else None
-
-
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, BaseExceptionGroup):
         return "; ".join(_describe(e) for e in exc.exceptions)
     return f"{type(exc).__name__}: {exc}"
 
 
-# -- the hub advertises itself beside a Milvus Lite database --------------------------------
-
-
-def advert_path(milvus_uri: str) -> Path:
-    return Path(milvus_uri).expanduser().with_name(Path(milvus_uri).name + ".hub.json")
-
-
-def advertise(milvus_uri: str, url: str) -> Path:
-    """Record that this process serves the database at `url`, for stdio servers to find."""
-    path = advert_path(milvus_uri)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"url": url, "pid": os.getpid()}))
-    return path
-
-
-def withdraw(milvus_uri: str) -> None:
-    path = advert_path(milvus_uri)
-    try:
-        if json.loads(path.read_text()).get("pid") == os.getpid():
-            path.unlink()
-    except (OSError, ValueError):
-        pass
-
-
-def discover(milvus_uri: str) -> str | None:
-    """The URL of a live hub that owns the database, if one advertised itself."""
-    try:
-        advert = json.loads(advert_path(milvus_uri).read_text())
-        pid, url = int(advert["pid"]), str(advert["url"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None
-    except PermissionError:
-        pass
-    return url
+def _broken(exc: BaseException) -> bool:
+    """Whether `exc` means the connection or session is gone (worth one reconnect), rather than a
+    refused or malformed call."""
+    if isinstance(exc, BaseExceptionGroup):
+        return any(_broken(e) for e in exc.exceptions)
+    if isinstance(exc, McpError):
+        return exc.error.code == CONNECTION_CLOSED or "Session terminated" in exc.error.message
+    return isinstance(exc, _BROKEN)

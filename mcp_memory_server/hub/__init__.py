@@ -1,0 +1,13 @@
+"""The hub: one process that owns the store and serves it to every client over HTTP.
+
+    serve.py    `mcp-memory-server serve --transport streamable-http | sse`: uvicorn, advert, shutdown
+    app.py      the ASGI app: /mcp (streamable HTTP), /sse + /messages/ (SSE), /health
+    auth.py     who may call it and from where: bearer tokens, loopback-only mode, body cap, hosts
+    tokens.py   the token file, and the tokens agents call the hub with
+    ratelimit.py  per-token rate limits
+    client.py   HubClient: the memory's verbs, forwarded to a hub (stdio servers, agents)
+    advert.py   which hub to join: the one rule (`find_hub`), and the advert file
+    launch.py   start a hub as a subprocess and wait until it is healthy (demo, benchmarks, tests)
+
+Nothing is imported here: a stdio server that joins a hub imports only what it needs.
+"""
