@@ -47,6 +47,8 @@ def milvus_server(data: Path, port: int) -> Iterator[subprocess.Popen[bytes]]:
             os.kill(proc.pid, signal.SIGCONT)
             proc.kill()
         proc.wait(10)
+        if proc.stdout is not None:
+            proc.stdout.close()
 
 
 @pytest.fixture

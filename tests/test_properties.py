@@ -19,7 +19,7 @@ from mcp_memory_server.config import Settings
 from mcp_memory_server.errors import MemoryServerError
 from mcp_memory_server.filters import MemoryFilter
 from mcp_memory_server.memory import Runtime
-from mcp_memory_server.models import MemoryIn
+from mcp_memory_server.models import ForgetIn, MemoryIn, RecallIn, RegisterExpertIn, RememberManyIn, RouteIn
 from mcp_memory_server.service import MemoryService
 
 GRANTED, OTHER = "alpha", "beta"
@@ -50,9 +50,9 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[BlockingPort
         portal.call(runtime.wait_ready)
         service = runtime.service
         assert service is not None
-        portal.call(service.remember_many, [
+        portal.call(service.remember_many, RememberManyIn(memories=[
             MemoryIn(content=f"{name} secret number {i} about deploy budget", community=name, tags=[name])
-            for name in (GRANTED, OTHER) for i in range(5)])
+            for name in (GRANTED, OTHER) for i in range(5)]))
         yield portal, service
 
 
@@ -76,8 +76,9 @@ def test_recall_never_crashes_and_never_returns_another_communitys_memory(
         communities: list[str] | None, kinds: list[str] | None, tags: list[str] | None,
         agent_id: str | None, since: str | None, mode: str) -> None:
     portal, service = hub
-    found = attempt(portal, service.recall, query, community=community, communities=communities, k=10,
-                    kinds=kinds, tags=tags, agent_id=agent_id, since=since, mode=mode, caller=MALLORY)
+    request = RecallIn(query=query, community=community, communities=communities, k=10, kinds=kinds, tags=tags,
+                       agent_id=agent_id, since=since, mode=mode)  # type: ignore[arg-type]
+    found = attempt(portal, service.recall, request, MALLORY)
     if found is not None:
         assert {hit.community for hit in found.hits} <= {GRANTED}
         assert set(found.communities) <= {GRANTED}
@@ -109,8 +110,8 @@ def test_forget_never_crashes_and_never_deletes_outside_the_grant(
     portal, service = hub
     before = rows(service, OTHER)
     other_ids = [i for i, _ in before]
-    attempt(portal, service.forget, ids=(ids or []) + other_ids[:2], community=community, kinds=kinds, tags=tags,
-            agent_id=agent_id, caller=MALLORY)
+    attempt(portal, service.forget, ForgetIn(ids=(ids or []) + other_ids[:2], community=community, kinds=kinds,
+                                             tags=tags, agent_id=agent_id), MALLORY)
     assert rows(service, OTHER) == before
 
 
@@ -120,9 +121,9 @@ def test_route_and_expert_registration_stay_inside_the_grant(
         hub: tuple[BlockingPortal, MemoryService], question: str, community: str | None) -> None:
     portal, service = hub
     before = rows(service, OTHER)
-    attempt(portal, service.register_expert, question or "x", question or "x", [question or "x"], community,
-            MALLORY)
-    routed = attempt(portal, service.route, question, community=community, caller=MALLORY)
+    attempt(portal, service.register_expert, RegisterExpertIn(agent_id=question or "x", description=question or "x",
+                                                              skills=[question or "x"], community=community), MALLORY)
+    routed = attempt(portal, service.route, RouteIn(question=question, community=community), MALLORY)
     if routed is not None:
         assert routed.community == GRANTED
     assert rows(service, OTHER) == before

@@ -123,6 +123,9 @@ def test_stdout_carries_only_the_protocol_in_stdio_mode(tmp_path: Path) -> None:
     finally:
         proc.stdin.close()
         proc.wait(timeout=30)
+        proc.stdout.close()
+        if proc.stderr is not None:
+            proc.stderr.close()
     assert answers[3]["result"]["isError"] is False  # type: ignore[index]
     assert answers[4]["result"]["isError"] is True  # type: ignore[index]
 
