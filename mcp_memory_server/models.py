@@ -29,6 +29,8 @@ MAX_ID_CHARS = 64
 
 RECALL_K = 10  # memories `recall` returns when the call gives no k (at most the MEMORY_MAX_K limit)
 ROUTE_K = 3  # experts `route` may return when the call gives no k (likewise)
+LATEST_LIMIT = 20  # newest memories `latest` returns when the call gives no limit
+LATEST_MAX = 100  # and at most (also how many per community the service keeps in memory)
 
 
 def memory_id(community: str, content: str) -> str:
@@ -94,6 +96,20 @@ class RecallIn(ToolInput):
                                                 "e.g. 2026-11-01.")
     mode: SearchMode = Field("hybrid", description="hybrid (meaning + keywords, best in general), semantic "
                                                    "(meaning only) or keyword (exact words).")
+
+
+class LatestIn(ToolInput):
+    """The newest memories of a scope, optionally filtered: what the web view lists when nothing is
+    searched (and its live activity)."""
+
+    community: CommunityArg = None
+    communities: list[str] | None = Field(
+        None, description="Several communities at once; [\"*\"] means every one you may read.")
+    limit: int = Field(LATEST_LIMIT, description=f"How many memories, from 1 to {LATEST_MAX}.")
+    kinds: list[str] | None = Field(None, description="Only these kinds.")
+    tags: TagsArg = None
+    agent_id: str | None = Field(None, description="Only memories written by this agent.")
+    since: str | None = Field(None, description="Only memories stored at or after this ISO-8601 date or time.")
 
 
 class RegisterExpertIn(ToolInput):
@@ -203,6 +219,44 @@ class Recalled(BaseModel):
     hits: list[Hit]
     mode: SearchMode
     communities: list[str]
+
+
+class StoredMemory(BaseModel):
+    """One stored memory, as a person browsing the memory sees it (a recall hit without a score)."""
+
+    id: str
+    content: str
+    community: str
+    kind: str
+    tags: list[str]
+    agent_id: str
+    created_at: str = Field(description="When it was stored (ISO-8601, UTC).")
+    metadata: dict[str, Any]
+
+
+class Latest(BaseModel):
+    """The newest memories of the communities read, newest first."""
+
+    memories: list[StoredMemory]
+    communities: list[str]
+
+
+class Expert(BaseModel):
+    """An expert registered in a community, as `register_expert` stored it."""
+
+    agent_id: str
+    community: str
+    description: str
+    skills: list[str]
+    profile_id: str = Field(description="Id of the memory that holds the profile.")
+    registered_at: str = Field(description="When the profile was stored (ISO-8601, UTC).")
+
+
+class Experts(BaseModel):
+    """The experts registered in one community, by agent id."""
+
+    experts: list[Expert]
+    community: str
 
 
 class ExpertProfile(BaseModel):

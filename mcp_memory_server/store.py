@@ -128,6 +128,12 @@ class MemoryStore:
                     release_lite(self.uri)
 
     @property
+    def exclusive(self) -> bool:
+        """Whether this process alone writes the collection: a Milvus Lite database is opened by one
+        process; a Milvus server may have other writers."""
+        return not self.uri.startswith(SERVER_SCHEMES)
+
+    @property
     def client(self) -> MilvusClient:
         if self._client is None and self._lost:
             self.open()  # Milvus was unreachable at the last attempt: it may be back (raises StoreError if not)
@@ -199,6 +205,22 @@ class MemoryStore:
         rows = self._call(self.client.query, self.collection, filter=flt.expression(),
                           output_fields=FIELDS, limit=limit, partition_names=self._partitions(flt.communities))
         return [_record(r) for r in rows]
+
+    def get_by_ids(self, ids: Sequence[str]) -> list[MemoryRecord]:
+        """The memories with these ids, whatever their community (the caller checks it): a key lookup,
+        fast on Milvus Lite, where adding a community clause would scan the community's bucket."""
+        if not ids:
+            return []
+        rows = self._call(self.client.query, self.collection, filter=f"id in {quote_list(ids)}", output_fields=FIELDS)
+        return [_record(r) for r in rows]
+
+    def stamps(self, flt: MemoryFilter, limit: int) -> list[tuple[str, int]]:
+        """(id, created_at) of at most `limit` memories the filter matches, in no particular order:
+        two small fields, so that reading many costs little (recent.newest reads these)."""
+        rows = self._call(self.client.query, self.collection, filter=flt.expression(),
+                          output_fields=["id", "created_at"], limit=limit,
+                          partition_names=self._partitions(flt.communities))
+        return [(str(r["id"]), int(r["created_at"])) for r in rows]
 
     def get_with_vectors(self, flt: MemoryFilter, limit: int = 1000) -> list[tuple[MemoryRecord, list[float]]]:
         """Like `get`, with each memory's dense vector."""
