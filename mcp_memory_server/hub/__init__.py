@@ -1,7 +1,8 @@
 """The hub: one process that owns the store and serves it to every client over HTTP.
 
     serve.py    `mcp-memory-server serve --transport streamable-http | sse`: uvicorn, advert, shutdown
-    app.py      the ASGI app: /mcp (streamable HTTP), /sse + /messages/ (SSE), /health
+    app.py      the ASGI app: /mcp (streamable HTTP), /sse + /messages/ (SSE), /health, /ui
+    ui/         the web view at /ui: pages, sessions, its Host / Origin guard
     auth.py     who may call it and from where: bearer tokens, loopback-only mode, body cap, hosts
     tokens.py   the token file, and the tokens agents call the hub with
     ratelimit.py  per-token rate limits

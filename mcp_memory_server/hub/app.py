@@ -1,5 +1,5 @@
 """The hub: one process that owns the store and serves it over streamable HTTP (`/mcp`) and SSE
-(`/sse` + `/messages/`) at the same time, with a `/health` endpoint."""
+(`/sse` + `/messages/`) at the same time, with a `/health` endpoint and the web view at `/ui`."""
 
 from __future__ import annotations
 
@@ -14,16 +14,18 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute, Mount, Route
 
 from ..errors import MemoryServerError
 from ..memory import Runtime
-from .auth import ANONYMOUS_STATE_KEY
+from .auth import ANONYMOUS_STATE_KEY, UI_PATH
+from .ui import ui_app
 
 
 def hub_app(mcp: FastMCP, runtime: Runtime, *, middleware: Sequence[Middleware] = (),
             own: bool = True) -> Starlette:
-    """An ASGI app serving `mcp` over both HTTP transports. The runtime opens with the app."""
+    """An ASGI app serving `mcp` over both HTTP transports, and the web view (hub/ui/) with the same
+    Host / Origin rules. The runtime opens with the app."""
     streamable = mcp.streamable_http_app()
     sse = mcp.sse_app()
 
@@ -39,7 +41,8 @@ def hub_app(mcp: FastMCP, runtime: Runtime, *, middleware: Sequence[Middleware] 
             report = {"ok": report["ok"]}  # details only for a valid token when tokens are configured
         return JSONResponse(report, status_code=status)
 
-    routes: list[BaseRoute] = [*streamable.routes, *sse.routes, Route("/health", health, methods=["GET"])]
+    routes: list[BaseRoute] = [*streamable.routes, *sse.routes, Route("/health", health, methods=["GET"]),
+                               Mount(UI_PATH, ui_app(runtime, mcp.settings.transport_security))]
     return Starlette(routes=routes, middleware=list(middleware), lifespan=lifespan)
 
 

@@ -2,7 +2,8 @@
 
 `hub_middleware` guards every path: the MCP SDK's `BearerAuthBackend` turns a bearer token into
 its grant (`tokens.Tokens` is the token verifier), then `HubGate` refuses what must not pass:
-a missing or unknown token (HTTP 401; /health alone answers without one, with `ok` only), a
+a missing or unknown token (HTTP 401; /health answers without one, with `ok` only, and the web
+view under /ui, which has its own login, gets the tokens to check it against), a
 non-loopback client of a hub without tokens (403, unless `allow_remote`), a body over
 MEMORY_MAX_REQUEST_BYTES (413). A valid token attaches its `Caller` and its rate-limit gate to the
 request state, where `server.caller_of` and `server.admit` find them.
@@ -28,8 +29,11 @@ from .ratelimit import RateLimiter
 from .tokens import GrantToken, Tokens
 
 PUBLIC_PATHS = frozenset({"/health"})
+UI_PATH = "/ui"  # the web view (hub/ui/): its pages and static files, behind its own login
 # Set on /health requests that carry no valid token while tokens are configured: answer without details.
 ANONYMOUS_STATE_KEY = "memory_anonymous"
+# Set on requests to the web view: the hub's tokens, which its login page accepts.
+TOKENS_STATE_KEY = "memory_tokens"
 
 LOOPBACK_HOSTS = ["127.0.0.1:*", "localhost:*", "[::1]:*"]
 LOOPBACK_ORIGINS = ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"]
@@ -66,6 +70,10 @@ class HubGate:
         if declared is not None and (not declared.isdigit() or int(declared) > self.max_request_bytes):
             return await _reject(send, 413, f"request body over {self.max_request_bytes} bytes")
         state = scope.setdefault("state", {})
+        path = scope.get("path", "")
+        ui = path == UI_PATH or path.startswith(f"{UI_PATH}/")
+        if ui:
+            state[TOKENS_STATE_KEY] = self.tokens
         if self.tokens:
             user = scope.get("user")
             access = user.access_token if isinstance(user, AuthenticatedUser) else None
@@ -75,7 +83,7 @@ class HubGate:
                 state[ADMIT_STATE_KEY] = lambda: self.limiter.admit(key, grant)
             else:
                 sent = _header(scope, b"authorization")
-                if scope.get("path") not in PUBLIC_PATHS or sent is not None:  # a wrong token: refused everywhere
+                if not (path in PUBLIC_PATHS or ui) or sent is not None:  # a wrong token: refused everywhere
                     return await _reject(send, 401, "missing bearer token" if sent is None else "unknown token",
                                          {"www-authenticate": 'Bearer realm="mcp-memory-server"'})
                 state[ANONYMOUS_STATE_KEY] = True
