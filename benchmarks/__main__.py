@@ -1,6 +1,6 @@
 """`python -m benchmarks [--quick]`: every benchmark in one run, then summary.md and the plots.
 
-Writes one JSON file per benchmark (locomo.json, latency.json, peer.json, routing.json), run.json
+Writes one JSON file per benchmark (locomo.json, latency.json, peer.json, routing.json, ui.json), run.json
 (machine, sizes, durations), summary.md and PNGs into --out (default benchmarks/results; the quick
 run defaults to benchmarks/results/quick). A benchmark that fails is recorded with its error and
 the others still run.
@@ -21,10 +21,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from . import latency, locomo, peer_mem0, report
+from . import latency, locomo, peer_mem0, report, ui
 
 REPO = Path(__file__).resolve().parents[1]
-NAMES = ("locomo", "latency", "peer", "routing")
+NAMES = ("locomo", "latency", "peer", "routing", "ui")
 
 
 def _routing(out: Path, quick: bool) -> dict[str, Any]:
@@ -93,6 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "latency": lambda: latency.run(out, args.quick),
         "peer": lambda: peer_mem0.run(out, args.quick, locomo_dir=args.locomo_dir),
         "routing": lambda: _routing(out, args.quick),
+        "ui": lambda: ui.run(out, args.quick),
     }
     started = time.perf_counter()
     results: dict[str, Any] = {}

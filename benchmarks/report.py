@@ -11,7 +11,7 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 
 TARGETS = {"recall@5": 0.60, "p50_ms": 15.0, "p99_ms": 50.0, "overhead": 1.5, "batch_vs_embedder": 0.8,
-           "initialize_s": 1.0}
+           "initialize_s": 1.0, "page_p50_ms": 150.0}
 
 
 def _ok(value: float | None, target: float, higher: bool) -> str:
@@ -38,6 +38,8 @@ def summary(results: dict[str, Any]) -> str:
         lines += _peer(results["peer"])
     if "routing" in results:
         lines += _routing(results["routing"])
+    if "ui" in results:
+        lines += _ui(results["ui"])
     return "\n".join(lines) + "\n"
 
 
@@ -139,6 +141,34 @@ def _routing(r: dict[str, Any]) -> list[str]:
         lines += ["", f"Off-topic probes answered with no expert: {r['off_topic']['empty']:.0%} of "
                       f"{r['off_topic']['questions']}; median `route` time {r.get('route_ms_median', '-')} ms."]
     return lines + [""]
+
+
+STATS_PAGES = ("communities", "memories", "experts")  # the pages that list communities, from `stats`
+
+
+def _ui(r: dict[str, Any]) -> list[str]:
+    if "error" in r:
+        return ["## Web view", "", f"Not run: {r['error']}", ""]
+    browser = r.get("browser", {})
+    lines = ["## Web view", "",
+             f"Page loads at {r['memories']:,} memories in {r['communities']} communities, signed in with an "
+             f"{r['viewer']}; over HTTP, request to last byte (up to {r['loads']} loads a page after the first), "
+             "and in headless Chromium, navigation start to load event.", "",
+             "| page | first load | p50 | p99 | p50 without its `stats` call | in the browser p50 |",
+             "|---|---|---|---|---|---|"]
+    for name, p in r["pages"].items():
+        shown = browser.get(name, {}).get("p50_ms")
+        less = f"{p['p50_less_stats_ms']} ms" if name in STATS_PAGES else "(no `stats`)"
+        lines.append(f"| {name} | {p['first_ms']} ms | {p['p50_ms']} ms (n={p['n']}) | {p['p99_ms']} ms | {less} | "
+                     f"{'-' if shown is None else f'{shown} ms'} |")
+    s = r["search"]
+    lines += ["", f"A search (hybrid recall in one community) and its page: p50 {s['p50_ms']} ms, "
+              f"p99 {s['p99_ms']} ms, {s['p50_less_stats_ms']} ms without `stats`. `stats` alone over MCP "
+              f"(asked by every page that lists communities): {r['stats']['p50_ms']} ms.",
+              f"Target: every page p50 <= {TARGETS['page_p50_ms']:.0f} ms: worst {r['worst_p50_ms']} ms, "
+              f"{_ok(r['worst_p50_ms'], TARGETS['page_p50_ms'], False)} (without `stats`: worst "
+              f"{r['worst_p50_less_stats_ms']} ms).", ""]
+    return lines
 
 
 def plots(results: dict[str, Any], out: Path) -> list[Path]:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from benchmarks import __main__ as runner
-from benchmarks import latency, locomo, peer_mem0, report
+from benchmarks import browser, latency, locomo, peer_mem0, report, ui
 
 # A LoCoMo-shaped conversation written for this test (the real data set is not needed).
 CONVERSATION: dict[str, Any] = {
@@ -128,3 +128,17 @@ def test_report_draws_latency_plots_from_a_result(tmp_path: Path) -> None:
     results = {"latency": {"sizes": {"10": {"direct": point, "mcp": point, "concurrency": conc}}}}
     paths = report.plots(results, tmp_path)
     assert [p.name for p in paths] == ["latency.png", "concurrency.png"]
+
+
+def test_ui_benchmark_times_every_page_of_the_web_view_signed_in(tmp_path: Path) -> None:
+    result = ui.run(tmp_path, quick=True, scale=ui.Scale(size=60, loads=2, browser_loads=1, unique=20))
+    assert set(result["pages"]) == set(ui.PAGES)
+    for page in result["pages"].values():
+        assert page["n"] == 2 and 0 < page["p50_ms"] and 0 < page["first_ms"]
+        assert 0 < page["p50_less_stats_ms"] <= page["p50_ms"]
+    assert result["search"]["n"] == 2 and result["stats"]["n"] == 1
+    assert result["worst_p50_ms"] == max(p["p50_ms"] for n, p in result["pages"].items() if "JSON" not in n)
+    assert ("browser" in result) == (browser.missing() is None)
+    meta = {"started": "now", "machine": "here", "quick": True, "seconds": 1.0, "benchmarks": ["ui"]}
+    summary = report.summary({"run": meta, "ui": result})
+    assert "## Web view" in summary and "| communities |" in summary and "Target: every page p50" in summary

@@ -82,7 +82,7 @@ class Pages:
 
     async def communities(self, request: Request) -> Response:
         view = await self.web.view(request)
-        stats = await view.service.stats(view.caller)
+        stats = await view.stats()
         shown = []
         for community in stats.communities:
             newest = (await view.service.latest(LatestIn(community=community.community, limit=LATEST_MAX),
@@ -94,7 +94,7 @@ class Pages:
     async def memories(self, request: Request) -> Response:
         view = await self.web.view(request)
         form = SearchForm.of(request.query_params)
-        stats = await view.service.stats(view.caller)
+        stats = await view.stats()
         found: list[Any] = []
         error, status = None, 200
         try:
@@ -145,7 +145,7 @@ class Pages:
     async def experts(self, request: Request) -> Response:
         view = await self.web.view(request)
         params = request.query_params
-        stats = await view.service.stats(view.caller)
+        stats = await view.stats()
         names = [c.community for c in stats.communities]
         default = view.service.settings.memory_default_community
         community = params.get("community") or (default if default in names else names[0] if names else default)

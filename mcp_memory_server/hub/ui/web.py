@@ -3,7 +3,8 @@ memory is open) and how it answers (templates, the session cookie)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,6 +17,7 @@ from starlette.templating import Jinja2Templates
 from ...access import ANYONE, Caller
 from ...errors import StoreError
 from ...memory import Runtime
+from ...models import Stats
 from ..auth import TOKENS_STATE_KEY
 from ..tokens import Tokens
 from .sessions import COOKIE, Session, Sessions
@@ -39,10 +41,25 @@ class View:
     session: Session
     service: MemoryService
     fresh: bool  # this request started the session: its cookie must be set
+    started: float = field(default_factory=time.perf_counter)
+    stats_s: float | None = None  # time spent in `stats`, shown in the Server-Timing header
 
     @property
     def caller(self) -> Caller:
         return self.session.caller or ANYONE
+
+    async def stats(self) -> Stats:
+        """The visitor's communities with their counts (timed: most pages' largest cost until
+        `stats` is cheap)."""
+        started = time.perf_counter()
+        try:
+            return await self.service.stats(self.caller)
+        finally:
+            self.stats_s = time.perf_counter() - started
+
+    def server_timing(self) -> str:
+        parts = [f"stats;dur={1000 * self.stats_s:.1f}"] if self.stats_s is not None else []
+        return ", ".join([*parts, f"page;dur={1000 * (time.perf_counter() - self.started):.1f}"])
 
     @property
     def base(self) -> str:
@@ -82,7 +99,9 @@ class Web:
 
     def render(self, view: View, template: str, status: int = 200, **context: Any) -> Response:
         """A page for the visitor of `view`."""
-        return self.page(view.request, view.session, template, status, fresh=view.fresh, **context)
+        response = self.page(view.request, view.session, template, status, fresh=view.fresh, **context)
+        response.headers["server-timing"] = view.server_timing()
+        return response
 
     def page(self, request: Request, session: Session, template: str, status: int = 200, *, fresh: bool = False,
              **context: Any) -> Response:
