@@ -61,8 +61,9 @@ def test_newest_widens_its_window_until_it_holds_enough_memories_even_years_back
 
 def test_newest_narrows_a_window_that_holds_more_than_one_read_returns(store: MemoryStore) -> None:
     now = 1_800_000_000_000
-    # 60 memories in the last hour, 1 ms apart: a read of 8 cannot hold the first window
-    records = [record(i, now - 5_000 - i) for i in range(60)]
+    # 60 memories in the last hour, 1 ms apart, stored oldest first: a read of 8 cannot hold the
+    # first window, and Milvus Lite returns what was stored first
+    records = [record(i, now - 5_000 - i) for i in reversed(range(60))]
     store.insert(records, [[1.0, 0.0, 0.0, 0.0]] * len(records))
     reads: list[MemoryFilter] = []
     got = newest(counting(store, reads), MemoryFilter(communities=["c1"]), 3, now, cap=8)

@@ -207,8 +207,14 @@ def test_the_pages_log_no_console_errors(hub: str, signed_in: WebDriver) -> None
 
 
 def test_no_page_scrolls_sideways_at_phone_width(hub: str, signed_in: WebDriver) -> None:
+    # memories hold long unbroken words: URLs, paths, hashes
+    long = mcp(hub, ALPHA, "remember", community="team-alpha", tags=["a-rather-long-tag-name-for-a-phone"],
+               content="Runbook: https://wiki.example.org/ops/runbooks/billing/blue-green-deploys/rollback-procedure"
+                       "?section=database-migrations-and-feature-flags",
+               metadata={"path": "/srv/releases/2026-11-29T06:00:00Z/billing-api/config/production.override.yaml"})
     with browser.phone(signed_in):
-        for page in [*PAGES, "/ui/login"]:
+        for page in [*PAGES, "/ui/login", "/ui/memories?community=team-alpha",
+                     f"/ui/memories/team-alpha/{long['id']}", f"/ui/forget?community=team-alpha&id={long['id']}"]:
             signed_in.get(f"{hub}{page}")
             width, scroll = signed_in.execute_script(
                 "return [window.innerWidth, document.documentElement.scrollWidth]")
