@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test lint bench bench-quick demo soak clean
+.PHONY: install run test lint bench bench-quick demo soak screenshots clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -46,6 +46,9 @@ bench: $(STAMP) $(PEER)  ## every benchmark at full size (~30 min): benchmarks/r
 
 bench-quick: $(STAMP) $(PEER)  ## the same at small sizes (a few minutes): benchmarks/results/quick/
 	$(PY) -m benchmarks --quick
+
+screenshots: $(STAMP)  ## the README's pictures of the web view (docs/screenshots/; needs chromium + chromium-driver)
+	$(PY) -m benchmarks.screenshots
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
