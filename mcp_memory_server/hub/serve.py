@@ -97,6 +97,7 @@ def _connect_help(url: str, settings: Settings) -> str:
         f"  streamable HTTP:  {url}/mcp\n"
         f"  SSE:              {url}/sse\n"
         f"  health:           {url}/health\n"
+        f"  web view:         {url}/ui/\n"
         f"Connect an MCP client over HTTP with {{\"url\": \"{url}/mcp\"}}, or have Claude Desktop / VS Code /\n"
         f"Cursor launch a stdio server that joins this hub:\n"
         f"  {{\"command\": \"{command}\", \"args\": [\"serve\", \"--transport\", \"stdio\"],\n"
