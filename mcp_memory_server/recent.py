@@ -9,9 +9,10 @@ for one community's bucket), which is why `RecentWrites` exists.
 
 `RecentWrites` holds, per community (and for "every community", `ALL`), the newest memories a
 reader asked for, read once with `newest` and then kept true by the service's own writes and
-forgets. When the store is this process's alone (Milvus Lite: one process opens it) nothing else
-can change it, so a list stays valid until a forget; when other hubs may write the same collection
-(a Milvus server), a list is read again once it is `ttl` seconds old.
+forgets, and read again once it is `ttl` seconds old: after 5 s when other hubs may write the same
+collection (a Milvus server); after 10 min when this process alone writes it (Milvus Lite: one
+process opens a database), in case a write escaped the service's notice (a caller cancelled while
+its write waited, which another caller's group commit then stored).
 
 Not thread-safe on purpose: the service calls it from its event loop only.
 """
@@ -28,6 +29,7 @@ from .models import MemoryRecord
 ALL = "*"  # the key of the list over every community (no community name can be "*")
 HOUR_MS = 3_600_000
 SHARED_TTL_S = 5.0  # how long a list stays valid when other processes may write the collection
+OWN_TTL_S = 600.0  # and when this process alone writes it
 
 Stamps = Callable[[MemoryFilter, int], list[tuple[str, int]]]  # MemoryStore.stamps: (id, created_at) pairs
 
@@ -100,7 +102,7 @@ class RecentWrites:
 
     def __init__(self, depth: int, *, ttl: float | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         self.depth = depth
-        self.ttl = ttl  # None: the lists never go stale (this process is the only writer)
+        self.ttl = ttl  # None: a list never goes stale
         self._clock = clock
         self._entries: dict[str, _Entry] = {}
         self._generation: dict[str, int] = {}

@@ -43,7 +43,7 @@ from .models import (
     Stats,
     memory_id,
 )
-from .recent import SHARED_TTL_S, RecentWrites
+from .recent import OWN_TTL_S, SHARED_TTL_S, RecentWrites
 from .routing import (
     EXPERT_KINDS,
     MAX_EXPERT_LINES,
@@ -71,7 +71,7 @@ class MemoryService(Browsing):
         self._limits = settings.limits
         self._writes = GroupCommit(store)
         self._known: set[str] = set()
-        self._recent = RecentWrites(LATEST_MAX, ttl=None if store.exclusive else SHARED_TTL_S)
+        self._recent = RecentWrites(LATEST_MAX, ttl=OWN_TTL_S if store.exclusive else SHARED_TTL_S)
 
     # -- lifecycle -------------------------------------------------------------------------
 
