@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 import anyio
 
+from . import __version__
 from .config import Settings
 from .memory import Runtime
 from .server import build_server
@@ -24,6 +25,7 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mcp-memory-server", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--log-level", default="INFO")
     sub = parser.add_subparsers(dest="command", required=True)
 

@@ -20,6 +20,7 @@ from mcp.server.transport_security import TransportSecuritySettings
 from mcp.types import CallToolResult, ContentBlock, TextContent, ToolAnnotations
 from pydantic import BaseModel
 
+from . import __version__
 from .access import ANYONE, Caller
 from .config import Limits
 from .errors import ERROR_META_KEY, MemoryServerError, to_wire
@@ -129,7 +130,12 @@ def admit(ctx: Context[Any, Any, Any]) -> None:
 
 
 class MemoryMCP(FastMCP):
-    """FastMCP whose tool errors carry their class in `_meta` (see errors.to_wire)."""
+    """FastMCP that names this package's version in `serverInfo` (FastMCP would name the MCP SDK's),
+    and whose tool errors carry their class in `_meta` (see errors.to_wire)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._mcp_server.version = __version__  # FastMCP has no parameter for it
 
     async def call_tool(self, name: str, arguments: dict[str, Any]) -> Sequence[ContentBlock] | dict[str, Any]:
         try:

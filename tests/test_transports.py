@@ -14,6 +14,7 @@ from mcp.client.sse import sse_client
 from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
 
+from mcp_memory_server import __version__
 from tests.conftest import call, call_error, free_port
 from tests.procs import SERVER, hub_process, server_env, stdio_params
 
@@ -24,7 +25,8 @@ async def test_stdio_server_owns_its_store_when_no_hub_runs(tmp_path: Path) -> N
     with anyio.fail_after(120):
         async with (stdio_client(stdio_params(tmp_path / "own.db", tmp_path)) as (read, write),
                     ClientSession(read, write) as session):
-            await session.initialize()
+            info = (await session.initialize()).serverInfo
+            assert (info.name, info.version) == ("shared-memory", __version__)  # this package's, not the SDK's
             stored = await call(session, "remember", content="stdio servers can own the store", community="solo")
             hits = (await call(session, "recall", query="who owns the store?", community="solo"))["hits"]
             assert hits[0]["id"] == stored["id"]
@@ -145,3 +147,8 @@ async def test_a_stdio_client_keeps_working_across_a_hub_restart(tmp_path: Path)
                 assert hits[0]["id"] == first["id"]
                 await call(session, "remember", content="written after the restart")
                 assert (await call(session, "stats"))["total"] == 2
+
+
+def test_version_prints_the_package_version() -> None:
+    done = subprocess.run([*SERVER, "--version"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == f"mcp-memory-server {__version__}"
