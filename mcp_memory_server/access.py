@@ -67,6 +67,8 @@ async def read_scope(caller: Caller, community: str | None, communities: Sequenc
     (Forbidden) and hold memories (UnknownCommunity, judged by `exists`)."""
     if community is not None and communities:
         raise InvalidInput("pass either community or communities, not both")
+    if communities is not None and not communities:
+        raise InvalidInput('communities is empty: name at least one, or pass ["*"] for every community you may read')
     if communities:
         if ALL_COMMUNITIES in communities:
             if caller.communities is None:

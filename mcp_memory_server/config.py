@@ -15,8 +15,15 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 COMMUNITY_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
+_COMMUNITY = re.compile(COMMUNITY_PATTERN)
 # A MILVUS_URI starting with one of these names a Milvus server; anything else is a Milvus Lite path.
 SERVER_SCHEMES = ("http://", "https://", "tcp://", "unix:")
+
+
+def is_community_name(value: object) -> bool:
+    """Whether `value` is a valid community name. A full match: `re.match` with `$` would also
+    accept a trailing newline ("default\\n", a look-alike of "default")."""
+    return isinstance(value, str) and _COMMUNITY.fullmatch(value) is not None
 
 
 def default_data_dir() -> Path:
@@ -104,7 +111,7 @@ class Settings(BaseSettings):
     @field_validator("memory_default_community")
     @classmethod
     def _community_name(cls, value: str) -> str:
-        if not re.match(COMMUNITY_PATTERN, value):
+        if not is_community_name(value):
             raise ValueError(f"MEMORY_DEFAULT_COMMUNITY must match {COMMUNITY_PATTERN}, got {value!r}")
         return value
 

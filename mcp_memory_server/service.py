@@ -129,7 +129,7 @@ class MemoryService(Browsing):
     def _record(self, item: MemoryIn, caller: Caller, now: int, position: int | None) -> MemoryRecord:
         where = f"memory {position}: " if position is not None else ""
         try:
-            community = check.community_name(item.community or self.settings.memory_default_community)
+            community = check.community_name(self._community(item.community))
             caller.require(community)
             text = check.content(item.content, self._limits)
             record = MemoryRecord(
@@ -151,7 +151,7 @@ class MemoryService(Browsing):
         """Store (or replace) an expert's profile: one memory for the description and one per
         skill, so a question can match a single skill closely."""
         agent = caller.agent_id or check.agent_id(request.agent_id, self._limits)
-        name = check.community_name(request.community or self.settings.memory_default_community)
+        name = check.community_name(self._community(request.community))
         caller.require(name)
         description = check.content(request.description, self._limits, "description")
         skill_list = [check.content(s, self._limits, "skill").strip() for s in request.skills or ()]
@@ -169,7 +169,7 @@ class MemoryService(Browsing):
         """Remove memories by id, or by a filter on kind / tags / agent_id, within one community.
         A call with no ids and no filter is refused rather than emptying the community."""
         ids, kinds, tags, agent_id = request.ids, request.kinds, request.tags, request.agent_id
-        name = check.community_name(request.community or self.settings.memory_default_community)
+        name = check.community_name(self._community(request.community))
         caller.require(name)
         if not ids and not kinds and not tags and agent_id is None:
             raise InvalidInput("forget needs ids, or at least one of kinds, tags, agent_id; "
@@ -221,7 +221,7 @@ class MemoryService(Browsing):
         `routing.rank_experts`). Empty when no expert is a confident match."""
         question = check.query(request.question, self._limits)
         k = check.k_or_default(_given(request, "k"), ROUTE_K, self._limits)
-        name = check.community_name(request.community or self.settings.memory_default_community)
+        name = check.community_name(self._community(request.community))
         caller.require(name)
         if request.community is not None and not await self._exists(name):
             raise UnknownCommunity(f"community {name!r} holds no memories yet, so it has no experts")
@@ -271,6 +271,11 @@ class MemoryService(Browsing):
         )
 
     # -- helpers ---------------------------------------------------------------------------
+
+    def _community(self, named: str | None) -> str:
+        """The community a call names, or the default when it names none. An empty name is not
+        "none": it is refused by `check.community_name` like any other invalid name."""
+        return self.settings.memory_default_community if named is None else named
 
     async def _exists(self, community: str) -> bool:
         if community in self._known:

@@ -4,19 +4,16 @@ message names the argument, the limit and what to do."""
 from __future__ import annotations
 
 import json
-import re
 from datetime import UTC, datetime
 from typing import Any
 
-from .config import COMMUNITY_PATTERN, Limits
+from .config import Limits, is_community_name
 from .errors import InvalidInput
 from .models import MAX_AGENT_ID_BYTES, MAX_CONTENT_BYTES, MAX_ID_CHARS, MAX_KIND_BYTES, MAX_TAG_BYTES, MAX_TAGS
 
-_COMMUNITY = re.compile(COMMUNITY_PATTERN)
-
 
 def community_name(name: str) -> str:
-    if not isinstance(name, str) or not _COMMUNITY.match(name):
+    if not is_community_name(name):
         raise InvalidInput(
             f"invalid community name {name!r}: use 1-64 letters, digits, '_', '.' or '-'"
         )

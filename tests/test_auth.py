@@ -226,6 +226,8 @@ def test_token_files_load_from_json_yaml_and_toml_with_hashed_keys(tmp_path: Pat
     ({ALPHA: {"agent_id": "a", "communities": ["x"], "rate_limit": -1}}, "rate_limit"),
     ({ALPHA: {"agent_id": "a", "communities": ["x"], "admin": True}}, "unknown keys"),
     ({ALPHA: {"agent_id": "a"}}, "communities"),
+    ({ALPHA: {"agent_id": "a", "communities": ["team-alpha\n"]}}, "communities"),  # a look-alike name
+    ({ALPHA: {"agent_id": "alice\n", "communities": ["x"]}}, "agent_id"),
 ])
 def test_bad_token_configs_are_refused_with_the_reason(spec: dict[str, object], fragment: str) -> None:
     with pytest.raises(ConfigError, match=fragment):
@@ -247,3 +249,9 @@ async def test_the_two_team_example_config_isolates_the_teams(settings: Settings
             "both teams: freeze on Dec 20"]
         with pytest.raises(Forbidden, match="team-alpha"):  # the hub's own error class, through its client
             await beta.recall(RecallIn(query="roadmap", community="team-alpha"))
+
+
+@pytest.mark.parametrize("name", ["default\n", "", "team alpha", "a" * 65])
+def test_an_invalid_default_community_setting_is_refused(name: str) -> None:
+    with pytest.raises(ValueError, match="MEMORY_DEFAULT_COMMUNITY"):
+        Settings(memory_default_community=name)
