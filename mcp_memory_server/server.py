@@ -18,12 +18,13 @@ from mcp.server.fastmcp.exceptions import ToolError
 from mcp.server.fastmcp.tools import Tool
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp.types import CallToolResult, ContentBlock, TextContent, ToolAnnotations
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from . import __version__
+from . import validation as check
 from .access import ANYONE, Caller
 from .config import Limits
-from .errors import ERROR_META_KEY, MemoryServerError, to_wire
+from .errors import ERROR_META_KEY, InvalidInput, MemoryServerError, to_wire
 from .memory import Memory, Runtime
 from .models import (
     Communities,
@@ -131,23 +132,38 @@ def admit(ctx: Context[Any, Any, Any]) -> None:
 
 class MemoryMCP(FastMCP):
     """FastMCP that names this package's version in `serverInfo` (FastMCP would name the MCP SDK's),
-    and whose tool errors carry their class in `_meta` (see errors.to_wire)."""
+    refuses arguments a tool does not take (FastMCP drops them silently), and turns every refusal
+    into a tool error a model can act on: one line naming the argument (not pydantic's report with
+    its URL), with the error's class in `_meta` (see errors.to_wire)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._mcp_server.version = __version__  # FastMCP has no parameter for it
+        self.arguments: dict[str, list[str]] = {}  # tool name -> the arguments it takes
 
     async def call_tool(self, name: str, arguments: dict[str, Any]) -> Sequence[ContentBlock] | dict[str, Any]:
         try:
+            unknown = sorted(set(arguments) - set(self.arguments.get(name, arguments)))
+            if unknown:
+                raise InvalidInput(f"unknown argument {', '.join(map(repr, unknown))}: {name} takes "
+                                   f"{', '.join(self.arguments[name]) or 'no arguments'}")
             return await super().call_tool(name, arguments)
         except ToolError as exc:
             cause = exc.__cause__
+            if isinstance(cause, ValidationError):
+                cause = InvalidInput(check.describe(cause))
             if not isinstance(cause, MemoryServerError):
                 raise
-            # A CallToolResult passes through the SDK's handler unchanged (typed as content for FastMCP).
-            result: Any = CallToolResult(content=[TextContent(type="text", text=str(exc))], isError=True,
-                                         _meta={ERROR_META_KEY: to_wire(cause)})
-            return result  # type: ignore[no-any-return]
+            return _error_result(cause)
+        except MemoryServerError as exc:
+            return _error_result(exc)
+
+
+def _error_result(error: MemoryServerError) -> Sequence[ContentBlock]:
+    # A CallToolResult passes through the SDK's handler unchanged (typed as content for FastMCP).
+    result: Any = CallToolResult(content=[TextContent(type="text", text=str(error))], isError=True,
+                                 _meta={ERROR_META_KEY: to_wire(error)})
+    return result  # type: ignore[no-any-return]
 
 
 def tool_function(tool: ToolDef, limits: Limits, runtime: Runtime | None) -> Callable[..., Awaitable[BaseModel]]:
@@ -186,6 +202,7 @@ def build_server(runtime: Runtime, *, host: str = "127.0.0.1", port: int = 8765,
     mcp = MemoryMCP("shared-memory", instructions=INSTRUCTIONS, host=host, port=port, log_level="WARNING",
                     transport_security=security)
     for tool in TOOLS:
+        mcp.arguments[tool.name] = list(tool.input.model_fields)
         mcp.add_tool(tool_function(tool, runtime.settings.limits, runtime), name=tool.name,
                      description=tool.description, annotations=tool.annotations)
     return mcp

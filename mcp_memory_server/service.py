@@ -15,7 +15,7 @@ import anyio
 import anyio.to_thread
 
 from . import validation as check
-from .access import ALL_COMMUNITIES, ANYONE, Caller, read_scope
+from .access import ANYONE, Caller, read_scope
 from .browse import Browsing
 from .config import Settings
 from .embeddings import Embedder
@@ -57,6 +57,8 @@ from .routing import (
 from .store import MemoryStore
 from .writes import GroupCommit
 
+CATALOG_SECONDS = 60.0  # how long the list of every community (see _every_community) is trusted
+
 
 class MemoryService(Browsing):
     """The memory's verbs over one store and one embedder (the reads for browsing are in
@@ -72,6 +74,7 @@ class MemoryService(Browsing):
         self._writes = GroupCommit(store)
         self._known: set[str] = set()
         self._recent = RecentWrites(LATEST_MAX, ttl=OWN_TTL_S if store.exclusive else SHARED_TTL_S)
+        self._catalog: tuple[float, list[str]] | None = None  # (when, every community): see _every_community
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -118,6 +121,8 @@ class MemoryService(Browsing):
         inserted = await self._writes.commit(list(zip(fresh.values(), vectors, strict=True)))
         self._recent.wrote(r for r in fresh.values() if r.id in inserted)
         self._known.update(communities)
+        if self._catalog is not None and not set(communities) <= set(self._catalog[1]):
+            self._catalog = (self._catalog[0], sorted(set(self._catalog[1]) | set(communities)))
         results: list[Remembered] = []
         claimed: set[str] = set()
         for record in records:
@@ -185,6 +190,7 @@ class MemoryService(Browsing):
         if deleted:
             self._recent.forgot(name)
         self._known.discard(name)  # re-checked on next use
+        self._catalog = None
         return Forgotten(deleted=deleted)
 
     # -- reads -----------------------------------------------------------------------------
@@ -213,7 +219,7 @@ class MemoryService(Browsing):
         found = await anyio.to_thread.run_sync(
             lambda: self.store.search(flt, k, mode, vector=vector, text=query))
         return Recalled(hits=[_hit(r, s) for r, s in found], mode=mode,
-                        communities=[ALL_COMMUNITIES] if scope is None else scope)
+                        communities=await self._every_community() if scope is None else scope)
 
     async def route(self, request: RouteIn, caller: Caller = ANYONE) -> Routed:
         """The experts of the community best placed to answer the question, judged by how well
@@ -271,6 +277,15 @@ class MemoryService(Browsing):
         )
 
     # -- helpers ---------------------------------------------------------------------------
+
+    async def _every_community(self) -> list[str]:
+        """Every community that holds memories: what a recall over ["*"] by a caller granted every
+        community searched. One scan of the collection, kept up to date by this process's writes
+        and redone after CATALOG_SECONDS (other hubs on the same Milvus server write too)."""
+        if self._catalog is None or time.monotonic() - self._catalog[0] > CATALOG_SECONDS:
+            counts = await anyio.to_thread.run_sync(self.store.group_counts)
+            self._catalog = (time.monotonic(), sorted({community for community, _ in counts}))
+        return list(self._catalog[1])
 
     def _community(self, named: str | None) -> str:
         """The community a call names, or the default when it names none. An empty name is not

@@ -7,6 +7,8 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+from pydantic import ValidationError
+
 from .config import Limits, is_community_name
 from .errors import InvalidInput
 from .models import MAX_AGENT_ID_BYTES, MAX_CONTENT_BYTES, MAX_ID_CHARS, MAX_KIND_BYTES, MAX_TAG_BYTES, MAX_TAGS
@@ -141,3 +143,20 @@ def since_ms(value: str | None) -> int | None:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return int(moment.timestamp() * 1000)
+
+
+def describe(error: ValidationError, most: int = 3) -> str:
+    """A pydantic ValidationError (a wrong type, a bad enum value, an unknown field) as one short
+    line that names each argument and what it expects, without pydantic's URL."""
+    parts = []
+    for item in error.errors(include_url=False)[:most]:
+        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in item["loc"]).lstrip(".") or "arguments"
+        if item["type"] == "missing":
+            parts.append(f"{where}: required")
+        elif item["type"] == "extra_forbidden":
+            parts.append(f"{where}: unknown argument")
+        else:
+            expected = item["msg"].replace("Input should be", "should be").split(" [")[0]
+            parts.append(f"{where}: {expected}, got {str(repr(item.get('input')))[:40]}")
+    more = len(error.errors()) - most
+    return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")

@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 from mcp import ClientSession
 
-from tests.conftest import call, call_error
+from mcp_memory_server.errors import ERROR_META_KEY
+from tests.conftest import call, call_error, error_text
 
 pytestmark = pytest.mark.anyio
 
@@ -91,3 +92,27 @@ async def test_a_batch_over_the_limit_is_refused(client: ClientSession) -> None:
 async def test_unknown_fields_in_a_batch_item_are_refused(client: ClientSession) -> None:
     message = await call_error(client, "remember_many", memories=[{"content": "x", "colour": "red"}])
     assert "colour" in message
+
+
+@pytest.mark.parametrize(
+    ("tool", "arguments", "expected"),
+    [
+        ("recall", {"query": "x", "k": "ten"}, "k: should be a valid integer"),
+        ("recall", {"query": 5}, "query: should be a valid string, got 5"),
+        ("recall", {"query": "x", "mode": "fuzzy"}, "mode: should be 'hybrid', 'semantic' or 'keyword', got 'fuzzy'"),
+        ("recall", {"query": "x", "colour": "red"}, "unknown argument 'colour': recall takes query, community"),
+        ("stats", {"verbose": True}, "unknown argument 'verbose': stats takes no arguments"),
+        ("remember", {}, "content: required"),
+        ("remember", {"content": "x", "tags": "a,b"}, "tags: should be a valid list"),
+        ("remember_many", {"memories": [{"content": "x", "colour": "red"}]}, "memories[0].colour: unknown argument"),
+    ],
+)
+async def test_wrong_arguments_are_one_short_line_naming_the_argument(
+    client: ClientSession, tool: str, arguments: dict[str, Any], expected: str
+) -> None:
+    result = await client.call_tool(tool, arguments)
+    assert result.isError
+    message = error_text(result)
+    assert expected in message, message
+    assert "\n" not in message and "pydantic" not in message and "http" not in message, message
+    assert (result.meta or {})[ERROR_META_KEY]["type"] == "InvalidInput"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -128,3 +129,23 @@ async def test_a_k_limit_below_the_default_k_lowers_the_default_instead_of_refus
         # and the service itself, as the hub and the bridge call it
         assert runtime.service is not None
         assert len((await runtime.service.recall(RecallIn(query="caching", community="c"))).hits) == 2
+
+
+async def test_the_listed_schemas_show_the_configured_limits(small: ClientSession) -> None:
+    listed = {t.name: t.inputSchema for t in (await small.list_tools()).tools}
+    recall, route = listed["recall"]["properties"], listed["route"]["properties"]
+    assert (recall["k"]["minimum"], recall["k"]["maximum"], recall["k"]["default"]) == (1, SMALL.k, 10)
+    assert (route["k"]["minimum"], route["k"]["maximum"], route["k"]["default"]) == (1, SMALL.k, 3)
+    assert recall["query"]["maxLength"] == SMALL.query_chars and route["question"]["maxLength"] == SMALL.query_chars
+    assert recall["communities"]["maxItems"] == SMALL.communities
+    assert recall["kinds"]["maxItems"] == SMALL.kinds and recall["tags"]["maxItems"] == SMALL.tags
+    remember = listed["remember"]["properties"]
+    assert remember["content"]["maxLength"] == SMALL.content_chars
+    assert remember["tags"]["items"]["maxLength"] == SMALL.tag_chars
+    assert remember["agent_id"]["maxLength"] == SMALL.agent_id_chars
+    assert listed["remember_many"]["properties"]["memories"]["maxItems"] == SMALL.batch
+    assert listed["forget"]["properties"]["ids"]["maxItems"] == SMALL.batch
+    assert listed["register_expert"]["properties"]["skills"]["maxItems"] == SMALL.batch - 1
+    for tool in ("remember", "recall", "route", "forget", "register_expert"):
+        pattern = re.compile(listed[tool]["properties"]["community"]["pattern"])
+        assert pattern.search("team-alpha") and not pattern.search("team alpha") and not pattern.search("x" * 65)

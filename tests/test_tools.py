@@ -181,3 +181,31 @@ async def test_register_expert_then_route_names_it_with_reason_and_evidence(clie
 async def test_route_in_a_community_without_experts_returns_an_empty_list(client: ClientSession) -> None:
     await call(client, "remember", content="just a note", community="quiet")
     assert (await call(client, "route", question="who can help with kubernetes?", community="quiet"))["experts"] == []
+
+
+async def test_recall_over_every_community_names_the_communities_it_searched(client: ClientSession) -> None:
+    for community in ("ops", "dev", "sales"):
+        await call(client, "remember", content=f"the {community} team meets on Mondays", community=community)
+    found = await call(client, "recall", query="when does the team meet?", communities=["*"])
+    assert found["communities"] == ["dev", "ops", "sales"]
+    assert {h["community"] for h in found["hits"]} == {"dev", "ops", "sales"}
+    await call(client, "remember", content="the legal team meets on Fridays", community="legal")
+    assert (await call(client, "recall", query="meets", communities=["*"]))["communities"] == [
+        "dev", "legal", "ops", "sales"]
+    await call(client, "forget", community="ops", kinds=["note"])
+    assert (await call(client, "recall", query="meets", communities=["*"]))["communities"] == ["dev", "legal", "sales"]
+
+
+async def test_tool_descriptions_carry_no_docstring_indentation(client: ClientSession) -> None:
+    def descriptions(schema: object) -> list[str]:
+        if isinstance(schema, dict):
+            own = [schema["description"]] if isinstance(schema.get("description"), str) else []
+            return own + [d for value in schema.values() for d in descriptions(value)]
+        if isinstance(schema, list):
+            return [d for value in schema for d in descriptions(value)]
+        return []
+
+    for tool in (await client.list_tools()).tools:
+        texts = [tool.description or ""] + descriptions(tool.inputSchema) + descriptions(tool.outputSchema)
+        for text in texts:
+            assert text.strip() and "\n " not in text and not text.startswith(" "), (tool.name, text)
