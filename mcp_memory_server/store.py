@@ -154,6 +154,13 @@ class MemoryStore:
                             "the embedder it was built with, or another MEMORY_COLLECTION / MILVUS_URI"
                         )
             client.load_collection(self.collection)
+            # MEMORY_INDEX_TYPE applies when a collection is created: an existing one keeps its index,
+            # and its search parameters (and what stats report) must be the index's, not the setting's.
+            actual = (client.describe_index(self.collection, "dense") or {}).get("index_type")
+            if actual and actual != self.index_type:
+                log.info("collection %r has a %s index (MEMORY_INDEX_TYPE=%s applies to new collections)",
+                         self.collection, actual, self.index_type)
+                self.index_type = str(actual)
             return
         create_collection(client, self.collection, self.dimension, self.index_type)
 

@@ -8,11 +8,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from mcp.shared.memory import create_connected_server_and_client_session
 
+from mcp_memory_server.config import Settings
 from mcp_memory_server.errors import StoreError
 from mcp_memory_server.filters import MemoryFilter
+from mcp_memory_server.memory import Runtime
 from mcp_memory_server.models import MemoryRecord
+from mcp_memory_server.server import build_server
 from mcp_memory_server.store import MemoryStore
+from tests.conftest import call
 
 OPEN_AND_COUNT = """
 import sys
@@ -78,3 +83,16 @@ def test_a_row_milvus_lite_holds_twice_after_a_crash_is_searched_and_counted_onc
         assert store.group_counts() == {("c1", "note"): 2}
     finally:
         store.close()
+
+
+@pytest.mark.anyio
+async def test_stats_and_search_follow_the_collections_index_not_the_setting(tmp_path: Path) -> None:
+    uri = str(tmp_path / "index.db")
+    first = Runtime(Settings(milvus_uri=uri, memory_index_type="FLAT"))
+    async with first.running(own=True), create_connected_server_and_client_session(build_server(first)) as session:
+        await call(session, "remember", content="made with an exact index")
+    again = Runtime(Settings(milvus_uri=uri, memory_index_type="HNSW"))  # the setting changed since
+    async with again.running(own=True), create_connected_server_and_client_session(build_server(again)) as session:
+        assert (await call(session, "stats"))["index_type"] == "FLAT"
+        assert again.service is not None and again.service.store.index_type == "FLAT"  # what search_params uses
+        assert (await call(session, "recall", query="exact index"))["hits"]
