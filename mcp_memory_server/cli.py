@@ -88,7 +88,7 @@ async def _serve_stdio(settings: Settings) -> None:
 
 async def _print_stats(settings: Settings) -> int:
     runtime = Runtime(settings)
-    async with runtime.running():
+    async with runtime.running(warm_up=False):  # stats embed nothing: loading the model took 24 s
         stats = await (await runtime.memory()).stats()
     print(json.dumps(stats.model_dump(), indent=2))
     return 0

@@ -6,10 +6,12 @@ Every setting has an environment variable of the same name in upper case
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlparse
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -24,6 +26,13 @@ def is_community_name(value: object) -> bool:
     """Whether `value` is a valid community name. A full match: `re.match` with `$` would also
     accept a trailing newline ("default\\n", a look-alike of "default")."""
     return isinstance(value, str) and _COMMUNITY.fullmatch(value) is not None
+
+
+def _is_loopback_address(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def default_data_dir() -> Path:
@@ -114,6 +123,19 @@ class Settings(BaseSettings):
         if not is_community_name(value):
             raise ValueError(f"MEMORY_DEFAULT_COMMUNITY must match {COMMUNITY_PATTERN}, got {value!r}")
         return value
+
+    @property
+    def missing_api_key(self) -> str | None:
+        """Why the OpenAI-compatible embedder will be refused before it is called, or None: the
+        provider is `openai`, OPENAI_API_KEY is unset and OPENAI_BASE_URL is not a local server
+        (one on this machine may need no key)."""
+        if self.embedding_provider != "openai" or self.openai_api_key:
+            return None
+        host = (urlparse(self.openai_base_url).hostname or "").strip("[]")
+        if host == "localhost" or _is_loopback_address(host):
+            return None
+        return (f"EMBEDDING_PROVIDER=openai but OPENAI_API_KEY is not set: {self.openai_base_url} will refuse "
+                "every embedding; set OPENAI_API_KEY (or OPENAI_BASE_URL to a local server that needs none)")
 
     @property
     def is_lite(self) -> bool:

@@ -60,7 +60,11 @@ async def _own_health(settings: Settings) -> dict[str, Any]:
     async with runtime.running(own=True):
         report = await health_report(runtime, wait=120.0)
         service = runtime.service
-        if report["ok"] and service is not None:
+        if report["ok"] and service is not None and settings.missing_api_key:
+            # no probe: the API would refuse it, and the report says why instead of "unreachable"
+            report["embedder"].update(works=False, error=settings.missing_api_key)
+            report["ok"] = False
+        elif report["ok"] and service is not None:
             # Embed once: proves the model loads and produces vectors of the collection's dimension.
             try:
                 vector = (await anyio.to_thread.run_sync(service.embedder.embed, ["doctor"]))[0]

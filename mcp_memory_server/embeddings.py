@@ -250,6 +250,8 @@ class CoalescingEmbedder:
 def build_embedder(settings: Settings) -> Embedder:
     """The embedder the settings ask for. Does no I/O."""
     if settings.embedding_provider == "openai":
+        if settings.missing_api_key:
+            log.warning("%s", settings.missing_api_key)
         model = settings.embedding_model
         if model == "all-MiniLM-L6-v2":
             model = "text-embedding-3-small"

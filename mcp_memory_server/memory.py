@@ -76,14 +76,15 @@ class Runtime:
         self._ready_timeout = ready_timeout
 
     @asynccontextmanager
-    async def running(self, *, own: bool = False) -> AsyncIterator[Runtime]:
+    async def running(self, *, own: bool = False, warm_up: bool = True) -> AsyncIterator[Runtime]:
         """Open the memory in the background for the duration of the block.
 
         own=True (a hub): this process must own the store. own=False (stdio): join the hub
-        `find_hub` names, else own the store.
+        `find_hub` names, else own the store. warm_up=False: do not load the embedding model ahead
+        of the first embed (a command that embeds nothing, such as `stats`, must not pay for it).
         """
         async with anyio.create_task_group() as tasks:
-            tasks.start_soon(self._open, own)
+            tasks.start_soon(self._open, own, warm_up)
             try:
                 yield self
             finally:
@@ -107,7 +108,7 @@ class Runtime:
 
     # -- internals -------------------------------------------------------------------------
 
-    async def _open(self, own: bool) -> None:
+    async def _open(self, own: bool, warm_up: bool = True) -> None:
         try:
             hub = None if own else find_hub(self.settings)
             if hub:
@@ -129,7 +130,7 @@ class Runtime:
             self._error = StoreError(f"the memory failed to open: {type(exc).__name__}: {exc}")
         finally:
             self._ready.set()
-        if self.service is not None:
+        if self.service is not None and warm_up:
             try:
                 await self.service.warm_up()
             except MemoryServerError as exc:  # the first embed reports it to the caller again

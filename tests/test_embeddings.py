@@ -4,7 +4,10 @@ checks that keep a collection and its embedder in agreement."""
 from __future__ import annotations
 
 import hashlib
+import json
+import logging
 import math
+import subprocess
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -20,10 +23,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from mcp_memory_server.cli import main
 from mcp_memory_server.config import Settings
+from mcp_memory_server.embeddings import build_embedder
 from mcp_memory_server.memory import Runtime
 from mcp_memory_server.server import build_server
 from tests.conftest import call, call_error, free_port
+from tests.procs import SERVER, server_env
 
 pytestmark = pytest.mark.anyio
 
@@ -127,3 +133,42 @@ async def test_a_collection_built_with_another_dimension_is_refused_naming_both(
     async with second.running(own=True), create_connected_server_and_client_session(build_server(second)) as s:
         message = await call_error(s, "recall", query="anything")
     assert "384" in message and "1536" in message and "agent_memory" in message
+
+
+@pytest.mark.parametrize("base_url, key, warned", [
+    ("https://api.openai.com/v1", None, True),
+    ("https://embeddings.example.org/v1", None, True),
+    ("https://api.openai.com/v1", "sk-set", False),
+    ("http://127.0.0.1:8080/v1", None, False),  # a local server may need no key
+    ("http://localhost:11434/v1", None, False),
+    ("http://[::1]:8080/v1", None, False),
+])
+def test_openai_without_a_key_warns_at_start_naming_the_key(base_url: str, key: str | None, warned: bool,
+                                                            caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING)
+    build_embedder(Settings(embedding_provider="openai", openai_base_url=base_url, openai_api_key=key)).close()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("OPENAI_API_KEY is not set" in w for w in warnings) is warned, warnings
+
+
+def test_doctor_names_the_missing_openai_key_without_calling_the_api(
+        settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "MEMORY_AUTH_FILE", "MEMORY_AUTH_TOKENS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("MILVUS_URI", settings.milvus_uri)
+    monkeypatch.setenv("EMBEDDING_PROVIDER", "openai")
+    monkeypatch.setenv("EMBEDDING_DIMENSION", str(DIM))
+    assert main(["doctor"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert "OPENAI_API_KEY is not set" in report["memory"]["embedder"]["error"]
+    assert report["memory"]["embedder"]["works"] is False and report["memory"]["store"]["reachable"]
+
+
+def test_the_stats_command_does_not_load_the_embedding_model(tmp_path: Path) -> None:
+    done = subprocess.run([*SERVER, "stats"], env={**server_env(tmp_path / "stats.db"), "PYTHONPROFILEIMPORTTIME": "1"},
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout)["total"] == 0
+    imported = [line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")]
+    assert "pymilvus" in imported  # the import log works: stats opened the store
+    assert "sentence_transformers" not in imported and "torch" not in imported
