@@ -16,13 +16,13 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol, TypeVar
 
 import anyio
 
 from .access import ANYONE, Caller
 from .config import Settings
-from .errors import MemoryServerError, StoreError
+from .errors import MemoryServerError, StoreError, UnknownCommunity
 from .hub.advert import HubAddress, find_hub
 from .hub.client import HubClient
 from .hub.tokens import hub_token
@@ -138,7 +138,11 @@ class Runtime:
 
     def _join(self, hub: HubAddress) -> None:
         log.info("joining the memory hub at %s (from %s)", hub.url, hub.source)
-        self._memory = HubClient(hub.url, hub_token(self.settings), source=hub.source)
+        client = HubClient(hub.url, hub_token(self.settings), source=hub.source)
+        # The hub applies *its* default community to calls that name none; this server's own
+        # MEMORY_DEFAULT_COMMUNITY (the example client configs set it) must win when it is set.
+        own = "memory_default_community" in self.settings.model_fields_set
+        self._memory = JoinedHub(client, self.settings.memory_default_community) if own else client
         self.hub = hub
         self.role = "client"
 
@@ -166,6 +170,57 @@ class Runtime:
         if self.service is not None:
             await self.service.close()
             self.service = None
-        elif isinstance(self._memory, HubClient):
+        elif isinstance(self._memory, HubClient | JoinedHub):
             await self._memory.aclose()
         self._memory = None
+
+
+NamedT = TypeVar("NamedT", MemoryIn, RecallIn, RegisterExpertIn, RouteIn, ForgetIn)
+
+
+class JoinedHub:
+    """The hub's memory as a joined stdio server offers it: a call that names no community gets
+    this server's default community, as it would if this server owned the store. Reads of a
+    default community that holds nothing yet answer empty, as the hub does for its own default
+    (a community named outright must exist)."""
+
+    def __init__(self, hub: HubClient, default: str) -> None:
+        self.hub = hub
+        self.default = default
+
+    async def remember(self, request: MemoryIn, caller: Caller = ANYONE) -> Remembered:
+        return await self.hub.remember(self._named(request))
+
+    async def remember_many(self, request: RememberManyIn, caller: Caller = ANYONE) -> RememberedMany:
+        return await self.hub.remember_many(RememberManyIn(memories=[self._named(m) for m in request.memories]))
+
+    async def recall(self, request: RecallIn, caller: Caller = ANYONE) -> Recalled:
+        if request.community is not None or request.communities is not None:
+            return await self.hub.recall(request)
+        try:
+            return await self.hub.recall(self._named(request))
+        except UnknownCommunity:
+            return Recalled(hits=[], mode=request.mode, communities=[self.default])
+
+    async def register_expert(self, request: RegisterExpertIn, caller: Caller = ANYONE) -> ExpertProfile:
+        return await self.hub.register_expert(self._named(request))
+
+    async def route(self, request: RouteIn, caller: Caller = ANYONE) -> Routed:
+        if request.community is not None:
+            return await self.hub.route(request)
+        try:
+            return await self.hub.route(self._named(request))
+        except UnknownCommunity:
+            return Routed(experts=[], community=self.default)
+
+    async def forget(self, request: ForgetIn, caller: Caller = ANYONE) -> Forgotten:
+        return await self.hub.forget(self._named(request))
+
+    async def stats(self, caller: Caller = ANYONE) -> Stats:
+        return await self.hub.stats()
+
+    async def aclose(self) -> None:
+        await self.hub.aclose()
+
+    def _named(self, request: NamedT) -> NamedT:
+        return request if request.community is not None else request.model_copy(update={"community": self.default})

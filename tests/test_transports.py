@@ -15,7 +15,7 @@ from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
 
 from mcp_memory_server import __version__
-from tests.conftest import call, call_error, free_port
+from tests.conftest import Hub, call, call_error, free_port
 from tests.procs import SERVER, hub_process, server_env, stdio_params
 
 pytestmark = pytest.mark.anyio
@@ -152,3 +152,27 @@ async def test_a_stdio_client_keeps_working_across_a_hub_restart(tmp_path: Path)
 def test_version_prints_the_package_version() -> None:
     done = subprocess.run([*SERVER, "--version"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and done.stdout.strip() == f"mcp-memory-server {__version__}"
+
+
+async def test_a_joined_stdio_server_applies_its_own_default_community(hub: Hub, tmp_path: Path) -> None:
+    own = stdio_params(tmp_path / "unused.db", tmp_path, MEMORY_HUB_URL=hub.url, MEMORY_DEFAULT_COMMUNITY="team-x")
+    plain = stdio_params(tmp_path / "unused.db", tmp_path, MEMORY_HUB_URL=hub.url)
+    with anyio.fail_after(180):
+        async with (stdio_client(own) as (r1, w1), ClientSession(r1, w1) as team_x,
+                    stdio_client(plain) as (r2, w2), ClientSession(r2, w2) as default):
+            await team_x.initialize()
+            await default.initialize()
+            # nothing in team-x yet: an empty answer, as for a server's own default (not "holds no memories")
+            assert (await call(team_x, "recall", query="standup"))["hits"] == []
+            assert (await call(team_x, "route", question="who knows the standup?"))["experts"] == []
+            stored = await call(team_x, "remember", content="team x holds its standup at 9:15")
+            assert stored["community"] == "team-x"
+            many = await call(team_x, "remember_many", memories=[{"content": "team x ships on Thursdays"},
+                                                                 {"content": "elsewhere", "community": "other"}])
+            assert [r["community"] for r in many["results"]] == ["team-x", "other"]
+            found = await call(team_x, "recall", query="when is the standup?")
+            assert found["communities"] == ["team-x"] and found["hits"][0]["id"] == stored["id"]
+            # the server without its own setting gets the hub's default
+            assert (await call(default, "remember", content="written to the hub's default"))["community"] == "default"
+            assert (await call(default, "recall", query="standup"))["communities"] == ["default"]
+            assert (await call(team_x, "forget", kinds=["note"]))["deleted"] == 2
