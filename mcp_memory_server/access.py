@@ -28,6 +28,12 @@ class Caller:
     agent_id: str | None = None
     communities: frozenset[str] | None = None
 
+    @property
+    def is_admin(self) -> bool:
+        """Granted every community: a "*" token, a stdio client, or any client of a hub without
+        tokens (loopback only). Only admins see where and how the memory is stored."""
+        return self.communities is None
+
     def may_access(self, community: str) -> bool:
         return self.communities is None or community in self.communities
 

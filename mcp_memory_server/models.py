@@ -303,7 +303,8 @@ class Stats(BaseModel):
 
     total: int
     communities: list[CommunityStats]
-    store_uri: str
+    store_uri: str | None = Field(description="Where the memory is stored (a file path or server URI); "
+                                           "only for a caller granted every community.")
     collection: str
     embedder: str
     dimension: int

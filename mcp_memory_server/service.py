@@ -268,7 +268,7 @@ class MemoryService(Browsing):
             total=sum(sum(kinds.values()) for kinds in per.values()),
             communities=[CommunityStats(community=c, total=sum(kinds.values()), kinds=kinds)
                          for c, kinds in sorted(per.items())],
-            store_uri=self.store.uri,
+            store_uri=self.store.uri if caller.is_admin else None,
             collection=self.store.collection,
             embedder=self.embedder.name,
             dimension=self.embedder.dimension,

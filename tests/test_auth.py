@@ -55,11 +55,15 @@ async def test_a_valid_token_opens_a_session(hub: Hub) -> None:
     assert response.status_code == 200
 
 
-async def test_health_is_public_but_shows_details_only_to_a_token(hub: Hub) -> None:
+async def test_health_is_public_but_shows_details_only_to_an_admin_token(hub: Hub) -> None:
     async with httpx.AsyncClient(base_url=hub.base, timeout=30) as http:
         anonymous = await http.get("/health")
-        detailed = await http.get("/health", headers=bearer(ALPHA))
+        granted = await http.get("/health", headers=bearer(ALPHA))  # a token for two communities
+        detailed = await http.get("/health", headers=bearer(ADMIN))  # a token granted "*"
+        rebound = await http.get("/health", headers={**bearer(ADMIN), "Host": "evil.example"})
     assert anonymous.status_code == 200 and anonymous.json() == {"ok": True}
+    assert granted.status_code == 200 and granted.json() == {"ok": True}
+    assert rebound.status_code == 421  # DNS rebinding: the Host check covers /health too
     body = detailed.json()
     assert body["ok"] and body["store"]["reachable"] and body["index"]["type"] == "HNSW"
     assert body["embedder"]["dimension"] == 384
@@ -255,3 +259,10 @@ async def test_the_two_team_example_config_isolates_the_teams(settings: Settings
 def test_an_invalid_default_community_setting_is_refused(name: str) -> None:
     with pytest.raises(ValueError, match="MEMORY_DEFAULT_COMMUNITY"):
         Settings(memory_default_community=name)
+
+
+async def test_stats_shows_the_store_location_only_to_an_admin(hub: Hub) -> None:
+    async with http_session(hub.url, ALPHA) as alpha, http_session(hub.url, ADMIN) as admin:
+        await call(alpha, "remember", content="alpha's note", community="team-alpha")
+        assert (await call(alpha, "stats"))["store_uri"] is None
+        assert (await call(admin, "stats"))["store_uri"] == hub.settings.milvus_uri

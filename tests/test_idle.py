@@ -14,7 +14,7 @@ from mcp_memory_server.config import Settings
 from mcp_memory_server.hub.client import HubClient
 from mcp_memory_server.models import RecallIn
 from tests.conftest import call
-from tests.hub_sessions import ALPHA, auth_hub, bearer, http_session, sse_session
+from tests.hub_sessions import ADMIN, ALPHA, auth_hub, bearer, http_session, sse_session
 
 pytestmark = pytest.mark.anyio
 
@@ -35,7 +35,7 @@ async def idle_then_use(settings: Settings, idle_seconds: float) -> None:
                                                                            community="team-alpha"))
                 assert recalled.hits[0].content == "written after the idle hours"
                 async with httpx.AsyncClient(timeout=30) as http:
-                    health = (await http.get(f"{hub.base}/health", headers=bearer(ALPHA))).json()
+                    health = (await http.get(f"{hub.base}/health", headers=bearer(ADMIN))).json()
                 assert health["ok"] and health["store"]["rows"] == 2
 
 

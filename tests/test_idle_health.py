@@ -11,7 +11,7 @@ import pytest
 from mcp_memory_server.cli import main
 from mcp_memory_server.config import Settings
 from tests.conftest import Hub
-from tests.hub_sessions import ALPHA, auth_hub, bearer
+from tests.hub_sessions import ADMIN, ALPHA, auth_hub, bearer
 
 
 def test_health_reports_store_embedder_and_index_without_scanning(hub: Hub) -> None:
@@ -48,9 +48,12 @@ def test_doctor_asks_a_running_hub_with_its_token(settings: Settings, monkeypatc
                                                   capsys: pytest.CaptureFixture[str]) -> None:
     with auth_hub(settings) as hub:
         monkeypatch.setenv("MEMORY_HUB_URL", hub.url)
-        monkeypatch.setenv("MEMORY_HUB_TOKEN", ALPHA)
+        monkeypatch.setenv("MEMORY_HUB_TOKEN", ADMIN)
         assert main(["doctor"]) == 0
         assert json.loads(capsys.readouterr().out)["hub"]["store"]["reachable"]
+        monkeypatch.setenv("MEMORY_HUB_TOKEN", ALPHA)  # not an admin: the hub's health, without its details
+        assert main(["doctor"]) == 0
+        assert json.loads(capsys.readouterr().out)["hub"] == {"url": hub.url, "status": 200, "ok": True}
         monkeypatch.setenv("MEMORY_HUB_TOKEN", "wrong-token-0123456789abcdef")
         assert main(["doctor"]) == 1
         assert json.loads(capsys.readouterr().out)["hub"]["status"] == 401
@@ -64,3 +67,8 @@ def test_doctor_reports_a_broken_token_file(settings: Settings, tmp_path: Path, 
     monkeypatch.setenv("MEMORY_AUTH_FILE", str(tmp_path / "tokens.yaml"))
     assert main(["doctor"]) == 1
     assert "expected a mapping" in json.loads(capsys.readouterr().out)["auth"]["error"]
+
+
+def test_health_refuses_a_foreign_host_header(hub: Hub) -> None:
+    assert httpx.get(f"{hub.base}/health", headers={"Host": "evil.example"}, timeout=30).status_code == 421
+    assert httpx.get(f"{hub.base}/health", timeout=30).json()["store"]["uri"] == hub.settings.milvus_uri

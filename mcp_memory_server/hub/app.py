@@ -11,14 +11,17 @@ from typing import Any
 
 import anyio
 from mcp.server.fastmcp import FastMCP
+from mcp.server.transport_security import TransportSecurityMiddleware
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
+from ..access import Caller
 from ..errors import MemoryServerError
 from ..memory import Runtime
+from ..server import CALLER_STATE_KEY
 from .auth import ANONYMOUS_STATE_KEY, UI_PATH
 from .ui import ui_app
 
@@ -50,11 +53,18 @@ def hub_app(mcp: FastMCP, runtime: Runtime, *, middleware: Sequence[Middleware] 
         async with runtime.running(own=own), mcp.session_manager.run():
             yield
 
-    async def health(request: Request) -> JSONResponse:
+    hosts = TransportSecurityMiddleware(mcp.settings.transport_security)
+
+    async def health(request: Request) -> Response:
+        refused = await hosts.validate_request(request)  # DNS rebinding: the same Host check as /mcp
+        if refused is not None:
+            return refused
         report = await health_report(runtime)
         status = 200 if report["ok"] else 503
-        if (request.scope.get("state") or {}).get(ANONYMOUS_STATE_KEY):
-            report = {"ok": report["ok"]}  # details only for a valid token when tokens are configured
+        state = request.scope.get("state") or {}
+        caller = state.get(CALLER_STATE_KEY)
+        if state.get(ANONYMOUS_STATE_KEY) or (isinstance(caller, Caller) and not caller.is_admin):
+            report = {"ok": report["ok"]}  # the store's path, size and state only for admins
         return JSONResponse(report, status_code=status)
 
     routes: list[BaseRoute] = [*streamable.routes, *sse.routes, Route("/health", health, methods=["GET"]),
