@@ -50,7 +50,7 @@ ANYONE = Caller()
 @dataclass(frozen=True)
 class Grant:
     """What one hub token allows: who it is, the communities it may read and write (None = all),
-    and at most how many tool calls per minute (None = unlimited), with bursts of up to `burst`."""
+    and at most how many requests per minute (None = unlimited), with bursts of up to `burst`."""
 
     agent_id: str
     communities: frozenset[str] | None

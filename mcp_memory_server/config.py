@@ -57,6 +57,7 @@ class Limits(BaseSettings):
     communities: int = Field(64, ge=1)  # community names in one recall
     kinds: int = Field(16, ge=1)  # kinds named in one recall / forget
     request_bytes: int = Field(16 * 1024 * 1024, ge=1024)  # one HTTP request body to the hub
+    sessions_per_token: int = Field(32, ge=1)  # MCP sessions one hub token may have open at once
     agent_id_chars: int = Field(128, ge=1)
     kind_chars: int = Field(64, ge=1)
 

@@ -53,10 +53,10 @@ projects, agent groups). Use `recall` before answering to find what is already k
 expert agents are best placed to answer a question. Memories are scoped to one community
 (the server's default unless you name one); pass `communities` to search several."""
 
-# The HTTP layer (hub/auth.py) attaches the caller, and a callable counting one call against its
-# rate limit, to the request state under these keys.
+# The HTTP layer (hub/auth.py) attaches to the request state the caller, and the RateLimited refusal
+# of a tool call over its token's rate limit (which the tool reports: a tool error a model sees).
 CALLER_STATE_KEY = "memory_caller"
-ADMIT_STATE_KEY = "memory_admit"
+REFUSED_STATE_KEY = "memory_refused"
 
 READ_ONLY = ToolAnnotations(readOnlyHint=True, destructiveHint=False, idempotentHint=True, openWorldHint=False)
 WRITE = ToolAnnotations(readOnlyHint=False, destructiveHint=False, idempotentHint=True, openWorldHint=False)
@@ -114,20 +114,20 @@ TOOLS: tuple[ToolDef, ...] = (
 )
 
 
+def request_state(ctx: Context[Any, Any, Any]) -> dict[str, Any]:
+    """What the HTTP layer attached to this request (nothing over stdio or in memory)."""
+    try:
+        request = ctx.request_context.request
+    except ValueError:  # outside a request
+        return {}
+    state = request.scope.get("state") if request is not None else None
+    return state if isinstance(state, dict) else {}
+
+
 def caller_of(ctx: Context[Any, Any, Any]) -> Caller:
     """The caller the HTTP layer attached to this request; stdio and in-memory callers are trusted."""
-    request = ctx.request_context.request
-    state = (request.scope.get("state") or {}) if request is not None else {}
-    caller = state.get(CALLER_STATE_KEY)
+    caller = request_state(ctx).get(CALLER_STATE_KEY)
     return caller if isinstance(caller, Caller) else ANYONE
-
-
-def admit(ctx: Context[Any, Any, Any]) -> None:
-    """Count one tool call against the caller's rate limit; raises RateLimited when over it."""
-    request = ctx.request_context.request
-    gate = (request.scope.get("state") or {}).get(ADMIT_STATE_KEY) if request is not None else None
-    if gate is not None:
-        gate()
 
 
 class MemoryMCP(FastMCP):
@@ -143,6 +143,9 @@ class MemoryMCP(FastMCP):
 
     async def call_tool(self, name: str, arguments: dict[str, Any]) -> Sequence[ContentBlock] | dict[str, Any]:
         try:
+            refused = request_state(self.get_context()).get(REFUSED_STATE_KEY)
+            if isinstance(refused, MemoryServerError):  # over the token's rate limit (counted in hub/auth.py)
+                raise refused
             unknown = sorted(set(arguments) - set(self.arguments.get(name, arguments)))
             if unknown:
                 raise InvalidInput(f"unknown argument {', '.join(map(repr, unknown))}: {name} takes "
@@ -174,7 +177,6 @@ def tool_function(tool: ToolDef, limits: Limits, runtime: Runtime | None) -> Cal
     async def run(ctx: Context[Any, Any, Any], **arguments: Any) -> BaseModel:
         if runtime is None:
             raise RuntimeError(f"{tool.name}: this server lists tools only")
-        admit(ctx)
         request = model.model_validate(arguments)
         return await tool.verb(await runtime.memory(), request, caller_of(ctx))
 
@@ -200,7 +202,7 @@ def build_server(runtime: Runtime, *, host: str = "127.0.0.1", port: int = 8765,
     """The MCP server whose tools use `runtime`'s memory. Does no I/O. `security`: the Host /
     Origin checks of the HTTP transports (the SDK's loopback defaults when None)."""
     mcp = MemoryMCP("shared-memory", instructions=INSTRUCTIONS, host=host, port=port, log_level="WARNING",
-                    transport_security=security)
+                    transport_security=security, max_request_body_size=runtime.settings.limits.request_bytes)
     for tool in TOOLS:
         mcp.arguments[tool.name] = list(tool.input.model_fields)
         mcp.add_tool(tool_function(tool, runtime.settings.limits, runtime), name=tool.name,

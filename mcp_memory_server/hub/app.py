@@ -22,7 +22,7 @@ from ..access import Caller
 from ..errors import MemoryServerError
 from ..memory import Runtime
 from ..server import CALLER_STATE_KEY
-from .auth import ANONYMOUS_STATE_KEY, UI_PATH
+from .auth import ANONYMOUS_STATE_KEY, NO_OAUTH, UI_PATH
 from .ui import ui_app
 
 
@@ -68,8 +68,17 @@ def hub_app(mcp: FastMCP, runtime: Runtime, *, middleware: Sequence[Middleware] 
         return JSONResponse(report, status_code=status)
 
     routes: list[BaseRoute] = [*streamable.routes, *sse.routes, Route("/health", health, methods=["GET"]),
-                               Mount(UI_PATH, ui_app(runtime, mcp.settings.transport_security))]
+                               Mount(UI_PATH, ui_app(runtime, mcp.settings.transport_security)),
+                               Route("/.well-known/{rest:path}", no_oauth)]
     return Starlette(routes=routes, middleware=list(middleware), lifespan=lifespan)
+
+
+async def no_oauth(request: Request) -> JSONResponse:
+    """Every /.well-known/ path, public: 404. This hub publishes no OAuth metadata (RFC 9728
+    protected resource metadata, RFC 8414 authorization server metadata) because it does not use
+    OAuth: an MCP client finds no authorization server to send its user to, and needs the bearer
+    token configured as a header instead (see auth.NO_OAUTH, in the 401 that sent it here)."""
+    return JSONResponse({"error": "not_found", "error_description": NO_OAUTH}, status_code=404)
 
 
 async def health_report(runtime: Runtime, wait: float = 5.0) -> dict[str, Any]:

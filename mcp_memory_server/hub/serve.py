@@ -50,7 +50,8 @@ async def serve_hub(settings: Settings, host: str, port: int, tokens: Tokens, al
                                          allowed_origins=allowed_origins(settings, host))
     mcp = build_server(runtime, host=host, port=port, security=security)
     app = hub_app(mcp, runtime, middleware=hub_middleware(tokens, allow_remote=allow_remote,
-                                                          max_request_bytes=settings.limits.request_bytes))
+                                                          max_request_bytes=settings.limits.request_bytes,
+                                                          sessions_per_token=settings.limits.sessions_per_token))
     if tokens:
         log.info("auth on: %d tokens (agents: %s)", len(tokens), ", ".join(tokens.agents()))
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on",

@@ -6,8 +6,9 @@ The hub's tokens come from a file (MEMORY_AUTH_FILE: JSON, YAML or TOML) and/or 
     {"tokens": {"<token>": {"agent_id": "alice", "communities": ["team-a"], "rate_limit": 600}}}
 
 where `communities` is a list or "*" (every community, for admins) and `rate_limit` (optional)
-is tool calls per minute. A key of the form `sha256:<hex>` holds the token's SHA-256 digest
-instead of the token itself, so the file need not contain secrets. What a grant allows is
+is requests per minute (every HTTP request counts, see ratelimit.py). A key of the form
+`sha256:<hex>` holds the token's SHA-256 digest instead of the token itself, so the file need not
+contain secrets. What a grant allows is
 decided in `access.py`.
 
 Agents of an OpenAgents network each call the hub with their own token: MEMORY_AGENT_TOKENS
@@ -45,7 +46,7 @@ class GrantSpec(BaseModel):
 
     agent_id: str = Field(pattern=r"^[A-Za-z0-9_.@:-]{1,128}$")
     communities: Literal["*"] | list[Annotated[str, Field(pattern=COMMUNITY_PATTERN)]]
-    rate_limit: StrictInt | StrictFloat | None = Field(None, gt=0)  # tool calls per minute
+    rate_limit: StrictInt | StrictFloat | None = Field(None, gt=0)  # requests per minute
     burst: StrictInt | None = Field(None, ge=1)
 
     def grant(self) -> Grant:
@@ -141,7 +142,7 @@ def _describe(exc: ValidationError) -> str:
     first = exc.errors()[0]
     field = str(first["loc"][0]) if first["loc"] else "grant"
     hints = {"agent_id": "1-128 letters, digits or _.@:-", "communities": '"*" or a list of community names',
-             "rate_limit": "a positive number of calls per minute", "burst": "a positive whole number"}
+             "rate_limit": "a positive number of requests per minute", "burst": "a positive whole number"}
     return f"{field} must be {hints.get(field, 'valid')} (got {first.get('input')!r})"
 
 
