@@ -1,23 +1,35 @@
-# The README's commands. Every target creates .venv and installs into it when needed.
-# torch comes first, pinned to the CPU wheel on local disk: any other torch request downloads GBs.
+# The README's commands. Every target creates .venv and installs into it when needed: `make run`
+# only the package itself; the tests, the demo and the benchmarks also its dev, OpenAgents and
+# benchmark extras.
 
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
+SERVE  := $(VENV)/.installed-serve
 STAMP  := $(VENV)/.installed
+# torch comes first, the CPU build: PyPI's Linux wheel of torch is the CUDA build (GBs). A machine
+# that keeps wheels on disk (pip's find-links, as here) has it there; elsewhere PyTorch's CPU index
+# serves it. Its dependencies then come from PyPI with the package's.
+TORCH       := torch==2.13.0
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 
-.PHONY: install run test lint bench bench-quick demo soak screenshots clean
+.PHONY: install run test lint bench bench-quick demo soak wheel screenshots clean
 
-$(STAMP): pyproject.toml
+$(SERVE): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q --no-index --no-deps $(TORCH) 2>/dev/null || \
+		$(PY) -m pip install -q --no-deps $(TORCH) --index-url $(TORCH_INDEX)
+	$(PY) -m pip install -q -e .
+	touch $(SERVE)
+
+$(STAMP): $(SERVE)
 	$(PY) -m pip install -q -e ".[dev,openagents,bench]"
 	touch $(STAMP)
 
 install: $(STAMP)
 
-run: $(STAMP)  ## the shared memory hub on the embedded default (Milvus Lite + local model)
+run: $(SERVE)  ## the shared memory hub on the embedded default (Milvus Lite + local model)
 	$(VENV)/bin/mcp-memory-server serve --transport streamable-http
 
 demo: $(STAMP)  ## the developer-support community end to end, offline (see README)
@@ -32,6 +44,9 @@ test: lint  ## lint, type-check and run the tests
 
 soak: $(STAMP)  ## long variants: 30 min idle, 32 clients x 1000 operations (SOAK_IDLE_SECONDS, SOAK_CLIENTS, SOAK_OPERATIONS)
 	$(PY) -m pytest -q -s -m soak
+
+wheel: $(SERVE)  ## dist/mcp_memory_server-<version>-py3-none-any.whl (see README, "Install from a wheel")
+	$(PY) -m pip wheel -q --no-deps --no-build-isolation -w dist .
 
 # mem0 (the peer in `make bench`) pins protobuf<7, which conflicts with the grpcio-tools this venv
 # needs; it runs fine with protobuf 7, so it is installed without its pins, beside the project.
@@ -51,4 +66,4 @@ screenshots: $(STAMP)  ## the README's pictures of the web view (docs/screenshot
 	$(PY) -m benchmarks.screenshots
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist
