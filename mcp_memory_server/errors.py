@@ -6,7 +6,7 @@ hub client re-raises the same class on the other side (`from_wire`).
     ├── InvalidInput          bad argument: empty/oversized content, bad community name, bad k, ...
     │   └── UnknownCommunity  a named community holds no memories yet
     ├── Forbidden             the caller's token does not grant that community
-    ├── RateLimited           too many calls for this token; retry after the given seconds
+    ├── RateLimited           too many requests or open sessions for this token; retry after the given seconds
     ├── StoreError            Milvus cannot be opened or reached, or its collection does not fit
     │   └── DimensionMismatch the collection's vector dimension differs from the embedder's
     ├── EmbeddingError        the embedding model or API failed

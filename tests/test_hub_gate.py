@@ -15,7 +15,9 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.auth import OAuthClientInformationFull, OAuthClientMetadata, OAuthToken
 
 from mcp_memory_server.config import Settings
+from mcp_memory_server.errors import RateLimited
 from mcp_memory_server.hub.auth import hub_middleware
+from mcp_memory_server.hub.client import HubClient
 from mcp_memory_server.hub.tokens import Tokens
 from tests.conftest import Hub, call, running_hub
 from tests.hub_sessions import ADMIN, ALPHA, BETA, GRANTS, auth_hub, auth_middleware, bearer, http_session
@@ -103,6 +105,8 @@ async def test_a_token_may_hold_only_so_many_sessions_and_others_still_get_their
                 assert third.status_code == 429 and "2 MCP sessions open" in third.json()["error"]["message"]
                 assert (await http.get("/sse", headers=bearer(ALPHA))).status_code == 429  # SSE sessions count too
                 assert (await http.post("/mcp", json=INIT, headers=bearer(BETA))).status_code == 200
+            with pytest.raises(RateLimited, match="HTTP 429"):  # a Python client is told so, not "did not answer"
+                await HubClient(hub.url, ALPHA).stats()
             await call(first, "remember", content="the open sessions keep working", community="team-alpha")
         # both closed (the client deletes its session on exit): room again
         for _ in range(2):

@@ -24,7 +24,7 @@ from mcp.types import CONNECTION_CLOSED, TextContent
 from pydantic import BaseModel
 
 from ..access import ANYONE, Caller
-from ..errors import ERROR_META_KEY, HubError, HubUnavailable, from_wire
+from ..errors import ERROR_META_KEY, HubError, HubUnavailable, RateLimited, from_wire
 from ..models import (
     ExpertProfile,
     ForgetIn,
@@ -113,7 +113,11 @@ class HubClient:
             self._current = None
         await link.close()
 
-    def _unavailable(self, exc: BaseException) -> HubUnavailable:
+    def _unavailable(self, exc: BaseException) -> HubUnavailable | RateLimited:
+        limited = _too_many(exc)
+        if limited is not None:  # the hub is there: it refused this token another request or session
+            return RateLimited(f"the memory hub at {self.url} refused the request (HTTP 429): {limited[0]}",
+                               retry_after=limited[1])
         if "401 Unauthorized" in _describe(exc):
             return HubUnavailable(
                 f"the memory hub at {self.url} refused the token (HTTP 401): set MEMORY_HUB_TOKEN to a "
@@ -202,6 +206,24 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, BaseExceptionGroup):
         return "; ".join(_describe(e) for e in exc.exceptions)
     return f"{type(exc).__name__}: {exc}"
+
+
+def _too_many(exc: BaseException) -> tuple[str, float] | None:
+    """(the hub's reason, seconds to wait) when `exc` carries an HTTP 429 from the hub's gate."""
+    if isinstance(exc, BaseExceptionGroup):
+        return next((found for e in exc.exceptions if (found := _too_many(e)) is not None), None)
+    if isinstance(exc, httpx.HTTPStatusError) and exc.response.status_code == 429:
+        try:
+            reason = str(exc.response.json()["error"]["message"])
+        except (httpx.ResponseNotRead, ValueError, KeyError, TypeError):
+            reason = "too many requests or open sessions for this token"
+        try:
+            wait = float(exc.response.headers.get("retry-after", "1"))
+        except ValueError:
+            wait = 1.0
+        return reason, wait
+    cause = exc.__cause__ or exc.__context__
+    return _too_many(cause) if cause is not None else None
 
 
 def _broken(exc: BaseException) -> bool:
