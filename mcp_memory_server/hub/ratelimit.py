@@ -7,12 +7,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from mcp.server.streamable_http_manager import DEFAULT_SESSION_IDLE_TIMEOUT
+
 from ..access import Grant
 from ..errors import RateLimited
 
-# The MCP SDK ends a streamable-HTTP session after this long without a request in flight (its
-# DEFAULT_SESSION_IDLE_TIMEOUT); the hub keeps the SDK's default, and counts sessions the same way.
-SESSION_IDLE_SECONDS = 30 * 60
+# The MCP SDK ends a streamable-HTTP session after this long without a request in flight (30 min);
+# the hub keeps the SDK's default, and counts sessions the same way.
+SESSION_IDLE_SECONDS: float = DEFAULT_SESSION_IDLE_TIMEOUT
 
 
 @dataclass
