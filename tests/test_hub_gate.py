@@ -18,6 +18,7 @@ from mcp_memory_server.config import Settings
 from mcp_memory_server.errors import RateLimited
 from mcp_memory_server.hub.auth import hub_middleware
 from mcp_memory_server.hub.client import HubClient
+from mcp_memory_server.hub.ratelimit import SessionLimiter
 from mcp_memory_server.hub.tokens import Tokens
 from tests.conftest import Hub, call, running_hub
 from tests.hub_sessions import ADMIN, ALPHA, BETA, GRANTS, auth_hub, auth_middleware, bearer, http_session
@@ -187,3 +188,22 @@ async def test_an_oauth_capable_sdk_client_never_starts_a_login_and_works_with_t
     assert discovery and all(status == 404 for _, status in discovery), seen
     async with http_session(hub.url, ADMIN) as session:  # the same client with the header it needs
         assert (await call(session, "stats"))["total"] == 0
+
+
+def test_an_idle_session_stops_counting_when_the_sdk_would_end_it() -> None:
+    now = [0.0]
+    sessions = SessionLimiter(limit=1, idle_seconds=60, clock=lambda: now[0])
+    sessions.reserve("k", "alice")
+    sessions.opened("k", "s1")
+    sessions.started("k", "s1")  # a long request (a GET stream) keeps it alive
+    now[0] = 600
+    with pytest.raises(RateLimited) as refused:
+        sessions.reserve("k", "alice")
+    assert "1 MCP sessions open" in str(refused.value)
+    sessions.ended("k", "s1")
+    now[0] = 659
+    with pytest.raises(RateLimited) as refused:
+        sessions.reserve("k", "alice")
+    assert refused.value.retry_after == pytest.approx(1.0)
+    now[0] = 660  # idle for the SDK's idle timeout: gone
+    sessions.reserve("k", "alice")
