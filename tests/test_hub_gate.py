@@ -15,13 +15,23 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.auth import OAuthClientInformationFull, OAuthClientMetadata, OAuthToken
 
 from mcp_memory_server.config import Settings
-from mcp_memory_server.errors import RateLimited
+from mcp_memory_server.errors import ERROR_META_KEY, RateLimited
 from mcp_memory_server.hub.auth import hub_middleware
 from mcp_memory_server.hub.client import HubClient
 from mcp_memory_server.hub.ratelimit import SessionLimiter
 from mcp_memory_server.hub.tokens import Tokens
 from tests.conftest import Hub, call, running_hub
-from tests.hub_sessions import ADMIN, ALPHA, BETA, GRANTS, auth_hub, auth_middleware, bearer, http_session
+from tests.hub_sessions import (
+    ADMIN,
+    ALPHA,
+    BETA,
+    GRANTS,
+    auth_hub,
+    auth_middleware,
+    bearer,
+    http_session,
+    sse_session,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -207,3 +217,12 @@ def test_an_idle_session_stops_counting_when_the_sdk_would_end_it() -> None:
     assert refused.value.retry_after == pytest.approx(1.0)
     now[0] = 660  # idle for the SDK's idle timeout: gone
     sessions.reserve("k", "alice")
+
+
+async def test_over_sse_too_a_tool_call_over_the_rate_limit_is_a_tool_error(settings: Settings) -> None:
+    grants = {"tokens": {ALPHA: {"agent_id": "batch", "communities": "*", "rate_limit": 6, "burst": 6}}}
+    with auth_hub(settings, grants) as hub, anyio.fail_after(60):
+        async with sse_session(hub.sse_url, ALPHA) as session:
+            results = [await session.call_tool("stats", {}) for _ in range(6)]
+    assert not results[0].isError and results[-1].isError  # the session's own requests took part of the burst
+    assert (results[-1].meta or {})[ERROR_META_KEY]["type"] == "RateLimited"
