@@ -8,7 +8,8 @@ hub client re-raises the same class on the other side (`from_wire`).
     ├── Forbidden             the caller's token does not grant that community
     ├── RateLimited           too many requests or open sessions for this token; retry after the given seconds
     ├── StoreError            Milvus cannot be opened or reached, or its collection does not fit
-    │   └── DimensionMismatch the collection's vector dimension differs from the embedder's
+    │   ├── DimensionMismatch the collection's vector dimension differs from the embedder's
+    │   └── StoreUnavailable  Milvus did not answer in time or cannot be reached: retry later
     ├── EmbeddingError        the embedding model or API failed
     ├── HubUnavailable        a stdio server or an agent cannot reach the hub it was told to join
     ├── HubError              the hub refused a call with an error this version does not know
@@ -52,6 +53,10 @@ class DimensionMismatch(StoreError):
     """The existing collection's vector dimension differs from the embedder's."""
 
 
+class StoreUnavailable(StoreError):
+    """Milvus did not answer within MILVUS_TIMEOUT, or cannot be reached; the call may succeed later."""
+
+
 class EmbeddingError(MemoryServerError):
     """The embedding model could not be loaded or the embedding API failed."""
 
@@ -75,7 +80,8 @@ ERROR_META_KEY = "mcp-memory-server/error"
 
 _CLASSES: dict[str, type[MemoryServerError]] = {
     cls.__name__: cls for cls in (InvalidInput, UnknownCommunity, Forbidden, RateLimited, StoreError,
-                                  DimensionMismatch, EmbeddingError, HubUnavailable, HubError, ConfigError)
+                                  DimensionMismatch, StoreUnavailable, EmbeddingError, HubUnavailable,
+                                  HubError, ConfigError)
 }
 
 

@@ -93,8 +93,9 @@ TOOLS: tuple[ToolDef, ...] = (
     ToolDef("recall", RecallIn, Recalled, READ_ONLY,
             "Find the memories most relevant to a query, best first.",
             lambda m, r, c: m.recall(r, c)),
-    ToolDef("register_expert", RegisterExpertIn, ExpertProfile, WRITE,
-            "Register (or replace) an expert's profile so that `route` can send it questions.",
+    ToolDef("register_expert", RegisterExpertIn, ExpertProfile, DESTRUCTIVE,
+            "Register (or replace) an expert's profile so that `route` can send it questions. Replaces the "
+            "expert's previous description and skills in that community.",
             lambda m, r, c: m.register_expert(r, c)),
     ToolDef("route", RouteIn, Routed, READ_ONLY,
             "Choose the registered experts best placed to answer a question, judged by their profiles and by "

@@ -154,7 +154,8 @@ class MemoryService(Browsing):
 
     async def register_expert(self, request: RegisterExpertIn, caller: Caller = ANYONE) -> ExpertProfile:
         """Store (or replace) an expert's profile: one memory for the description and one per
-        skill, so a question can match a single skill closely."""
+        skill, so a question can match a single skill closely. The new lines are stored before the
+        old ones are removed, so a failure on the way leaves the previous profile whole."""
         agent = caller.agent_id or check.agent_id(request.agent_id, self._limits)
         name = check.community_name(self._community(request.community))
         caller.require(name)
@@ -166,9 +167,21 @@ class MemoryService(Browsing):
                           metadata={"skills": skill_list})]
         items += [MemoryIn(content=s, community=name, kind=SKILL_KIND, agent_id=agent) for s in skill_list]
         owner = Caller(agent_id=agent, communities=caller.communities)
-        await self.forget(ForgetIn(community=name, kinds=list(EXPERT_KINDS), agent_id=agent), owner)
+        mine = MemoryFilter(communities=[name], kinds=list(EXPERT_KINDS), agent_ids=[agent])
+        old = {r.id: r for r in await anyio.to_thread.run_sync(lambda: self.store.get(mine, limit=MAX_EXPERT_LINES))}
         stored = await self.remember_many(RememberManyIn(memories=items), owner)
-        return ExpertProfile(agent_id=agent, community=name, profile_id=stored.results[0].id, skills=skill_list)
+        ids = [r.id for r in stored.results]  # content hashes: an unchanged line keeps its id
+        # A kept line whose kind or metadata changed (the same description, other skills) is replaced in place.
+        changed = [self._record(item, owner, int(time.time() * 1000), None) for item, i in zip(items, ids, strict=True)
+                   if i in old and (old[i].kind, old[i].metadata) != (item.kind, item.metadata)]
+        if changed:
+            vectors = await anyio.to_thread.run_sync(self.embedder.embed, [r.content for r in changed])
+            await anyio.to_thread.run_sync(self.store.upsert, changed, vectors)
+        if stale := [i for i in old if i not in ids]:
+            await anyio.to_thread.run_sync(self.store.delete, MemoryFilter(communities=[name], ids=stale))
+        if changed or stale:
+            self._recent.forgot(name)  # the newest memories of the community are read again
+        return ExpertProfile(agent_id=agent, community=name, profile_id=ids[0], skills=skill_list)
 
     async def forget(self, request: ForgetIn, caller: Caller = ANYONE) -> Forgotten:
         """Remove memories by id, or by a filter on kind / tags / agent_id, within one community.

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import SERVER_SCHEMES, Fusion
-from .errors import DimensionMismatch, StoreError
+from .errors import DimensionMismatch, StoreError, StoreUnavailable
 from .filters import MemoryFilter, quote_list
 from .lite import distinct, lite_bucket, lite_partition_buckets, release_lite
 from .milvus import (
@@ -174,13 +174,20 @@ class MemoryStore:
 
     def insert(self, records: Sequence[MemoryRecord], vectors: Sequence[Sequence[float]]) -> None:
         """Insert records with their dense vectors. The call returns once Milvus acknowledged it."""
+        self._write("insert", records, vectors)
+
+    def upsert(self, records: Sequence[MemoryRecord], vectors: Sequence[Sequence[float]]) -> None:
+        """Replace the memories with these records' ids (or insert them), each in one Milvus operation."""
+        self._write("upsert", records, vectors)
+
+    def _write(self, method: str, records: Sequence[MemoryRecord], vectors: Sequence[Sequence[float]]) -> None:
         rows = []
         for record, vector in zip(records, vectors, strict=True):
             row: dict[str, Any] = {name: getattr(record, name) for name in FIELDS}
             row["dense"] = list(vector)
             rows.append(row)
         if rows:
-            self._call(self.client.insert, self.collection, rows)
+            self._call(getattr(self.client, method), self.collection, rows)
             if self._lite:
                 # Milvus Lite searches unflushed rows without an index, in Python, at ~50 us a row (a
                 # 400-row memtable costs ~25 ms per recall; it holds up to 128 MB). A flush (~20 ms)
@@ -340,8 +347,8 @@ class MemoryStore:
             return fn(*args, **kwargs)
         except (MilvusException, grpc.RpcError) as exc:
             if timed_out(exc):
-                raise StoreError(f"Milvus at {self.uri} did not answer within {self.timeout:g} s (MILVUS_TIMEOUT): "
-                                 "it may be down or overloaded; retry later") from exc
+                raise StoreUnavailable(f"Milvus at {self.uri} did not answer within {self.timeout:g} s "
+                                       "(MILVUS_TIMEOUT): it may be down or overloaded; retry later") from exc
             if not (client_call and connection_lost(exc)):
                 raise StoreError(f"Milvus call failed: {message(exc)}") from exc
             log.warning("lost the connection to Milvus at %s (%s): reconnecting", self.uri, message(exc))
@@ -349,7 +356,7 @@ class MemoryStore:
                 self._reconnect(fn.__self__)
                 return getattr(self.client, fn.__name__)(*args, **kwargs)
             except (MilvusException, grpc.RpcError, StoreError) as again:
-                raise StoreError(f"Milvus at {self.uri} is unreachable: {message(again)}") from again
+                raise StoreUnavailable(f"Milvus at {self.uri} is unreachable: {message(again)}") from again
 
     def _reconnect(self, failed: Any) -> None:
         with self._open_lock:

@@ -4,6 +4,7 @@ message names the argument, the limit and what to do."""
 from __future__ import annotations
 
 import json
+import math
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,6 +13,9 @@ from pydantic import ValidationError
 from .config import Limits, is_community_name
 from .errors import InvalidInput
 from .models import MAX_AGENT_ID_BYTES, MAX_CONTENT_BYTES, MAX_ID_CHARS, MAX_KIND_BYTES, MAX_TAG_BYTES, MAX_TAGS
+
+# The integers a Milvus JSON field holds (pymilvus refuses wider ones and fails the whole insert).
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
 def community_name(name: str) -> str:
@@ -25,6 +29,7 @@ def community_name(name: str) -> str:
 def content(text: str, limits: Limits, what: str = "content") -> str:
     if not text or not text.strip():
         raise InvalidInput(f"{what} is empty: pass the text to remember")
+    unicode(text, what)
     if len(text) > limits.content_chars or len(text.encode()) > MAX_CONTENT_BYTES:
         raise InvalidInput(
             f"{what} is {len(text)} characters, over the limit of {limits.content_chars}: "
@@ -36,6 +41,7 @@ def content(text: str, limits: Limits, what: str = "content") -> str:
 def query(text: str, limits: Limits) -> str:
     if not text or not text.strip():
         raise InvalidInput("query is empty: say what to look for")
+    unicode(text, "query")
     if len(text) > limits.query_chars:
         raise InvalidInput(f"query is {len(text)} characters, over the limit of {limits.query_chars}: shorten it")
     return text
@@ -45,6 +51,7 @@ def label(value: str, what: str, max_chars: int, max_bytes: int) -> str:
     """A short identifier-like value: kind, agent id, tag."""
     if not isinstance(value, str) or not value.strip():
         raise InvalidInput(f"{what} is empty")
+    unicode(value, what)
     if len(value) > max_chars or len(value.encode()) > max_bytes:
         raise InvalidInput(f"{what} {value[:40]!r}... is longer than {max_chars} characters")
     return value
@@ -93,28 +100,73 @@ def tags(values: list[str], limits: Limits) -> list[str]:
 
 
 def metadata(value: dict[str, Any], limits: Limits) -> dict[str, Any]:
+    """A JSON object Milvus stores as it is: plain JSON values, 64-bit integers, finite numbers,
+    valid Unicode (pymilvus refuses the rest, or stores NaN as null)."""
     if not isinstance(value, dict):
         raise InvalidInput("metadata must be a JSON object")
-    try:
-        encoded = json.dumps(value, ensure_ascii=False, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise InvalidInput(f"metadata is not plain JSON: {exc}") from exc
+    cap = limits.metadata_depth + 2
+    depth = _depth(value, cap)
+    if depth > limits.metadata_depth:
+        raise InvalidInput(f"metadata is nested {depth}{'+' if depth == cap else ''} levels deep, the limit is "
+                           f"{limits.metadata_depth}")
+    _json_value(value, "metadata")
+    encoded = json.dumps(value, ensure_ascii=False, allow_nan=False)
     if len(encoded.encode()) > limits.metadata_bytes:
         raise InvalidInput(
             f"metadata is {len(encoded.encode())} bytes as JSON, over the limit of {limits.metadata_bytes}"
         )
-    depth = _depth(value)
-    if depth > limits.metadata_depth:
-        raise InvalidInput(f"metadata is nested {depth} levels deep, the limit is {limits.metadata_depth}")
     return value
 
 
-def _depth(value: Any) -> int:
-    if isinstance(value, dict):
-        return 1 + max((_depth(v) for v in value.values()), default=0)
-    if isinstance(value, list):
-        return 1 + max((_depth(v) for v in value), default=0)
-    return 0
+def _json_value(value: Any, path: str) -> None:
+    if isinstance(value, str):
+        unicode(value, path)
+    elif value is None or isinstance(value, bool):
+        return
+    elif isinstance(value, int):
+        if not INT64_MIN <= value <= INT64_MAX:
+            raise InvalidInput(f"{path} is an integer of {value.bit_length()} bits, outside the 64-bit range Milvus "
+                               f"stores ({INT64_MIN} to {INT64_MAX}): send it as a string")
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise InvalidInput(f"{path} is {value}, which JSON cannot hold: send a finite number or a string")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise InvalidInput(f"{path} has the key {key!r}, not a string: JSON object keys are strings")
+            unicode(key, f"a key of {path}")
+            _json_value(item, f"{path}[{key[:40]!r}]")
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            _json_value(item, f"{path}[{i}]")
+    else:
+        raise InvalidInput(f"{path} is a {type(value).__name__}, not JSON: use objects, arrays, strings, numbers, "
+                           "true, false or null")
+
+
+def _depth(value: Any, cap: int) -> int:
+    """How deeply objects and arrays nest in `value`, counted up to `cap` (without recursion, so that
+    neither a deep nor a cyclic object from a Python caller overflows)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list | tuple) else None
+        if children is not None:
+            deepest = max(deepest, level)
+            if level < cap:
+                stack.extend((child, level + 1) for child in children)
+    return deepest
+
+
+def unicode(text: str, what: str) -> str:
+    """`text`, if it is valid Unicode: an unpaired surrogate cannot be encoded as UTF-8, and Milvus
+    refuses the whole insert that holds one."""
+    try:
+        text.encode()
+    except UnicodeEncodeError as exc:
+        raise InvalidInput(f"{what} contains an unpaired surrogate ({text[exc.start]!r} at character {exc.start}), "
+                           "which is not valid Unicode: send valid UTF-8 text") from None
+    return text
 
 
 def k(value: int, limits: Limits) -> int:
