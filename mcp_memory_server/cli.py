@@ -15,7 +15,8 @@ from collections.abc import Sequence
 import anyio
 
 from . import __version__
-from .config import Settings
+from .config import Settings, load_settings
+from .errors import ConfigError
 from .memory import Runtime
 from .server import build_server
 
@@ -48,7 +49,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("httpx", "mcp.server.lowlevel.server", "uvicorn.access", "faiss.loader"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    settings = Settings()
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if args.command == "serve":
         if args.transport == "stdio":
             anyio.run(_serve_stdio, settings)
@@ -62,13 +67,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             tokens: Tokens | None = check_bind(settings, host, args.allow_remote)
             if tokens is None:
                 return 2
-            anyio.run(serve_hub, settings, host, port, tokens, args.allow_remote)
+            status = anyio.run(serve_hub, settings, host, port, tokens, args.allow_remote)
             # The store is flushed and closed, the advert withdrawn: skip the interpreter's teardown of
             # torch & co., which takes seconds (measured 5-7 s on a busy host) after a SIGTERM.
             logging.shutdown()
             sys.stdout.flush()
             sys.stderr.flush()
-            os._exit(0)
+            os._exit(status)
         return 0
     if args.command == "stats":
         return anyio.run(_print_stats, settings)

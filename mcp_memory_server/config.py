@@ -10,11 +10,13 @@ import ipaddress
 import os
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlparse
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .errors import ConfigError
 
 COMMUNITY_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
 _COMMUNITY = re.compile(COMMUNITY_PATTERN)
@@ -102,6 +104,9 @@ class Settings(BaseSettings):
 
     memory_hub_url: str | None = None
     memory_hub_token: str | None = None
+    # Seconds a stdio server or an agent waits for the hub's answer to one call (a hub that died
+    # mid-call is noticed at once; this bounds a hub that hangs).
+    memory_hub_timeout: float = Field(60.0, gt=0)
     # Each OpenAgents agent's own hub token (openagents_bridge): JSON {"agent_id": "token", ...}, or
     # the path of a JSON / YAML file holding it. Agents not listed use MEMORY_HUB_TOKEN.
     memory_agent_tokens: str | None = None
@@ -151,3 +156,27 @@ class Settings(BaseSettings):
         if self.embedding_provider == "local":
             return 384
         return 1536  # text-embedding-3-small
+
+
+def load_settings() -> Settings:
+    """The settings from the environment and `.env`. Raises ConfigError naming each invalid
+    variable, its value and what it may be."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise ConfigError("; ".join(_explain(exc.title, error) for error in exc.errors())) from None
+
+
+_PREFIXES = {"Limits": "MEMORY_MAX_", "Fusion": "MEMORY_FUSION_"}
+
+
+def _explain(model: str, error: Any) -> str:
+    variable = _PREFIXES.get(model, "") + str(error["loc"][0]).upper() if error["loc"] else model
+    given = error.get("input")
+    message = str(error["msg"]).removeprefix("Value error, ").replace("Input should be", "it must be")
+    if error["type"] == "literal_error":
+        allowed = str(error["ctx"]["expected"]).replace("'", "")
+        return f"{variable}={given} is not allowed: use one of {allowed}"
+    if error["type"] == "value_error":
+        return message
+    return f"{variable}={given} is not allowed: {message}"

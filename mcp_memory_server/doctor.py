@@ -16,7 +16,7 @@ import httpx
 
 from .config import Settings
 from .errors import ConfigError, MemoryServerError
-from .hub.advert import find_hub
+from .hub.advert import Source, find_hub, health_url, remedy
 from .hub.app import health_report
 from .hub.tokens import Tokens, hub_token
 from .memory import Runtime
@@ -31,9 +31,9 @@ async def doctor(settings: Settings) -> int:
     except ConfigError as exc:
         report.update(ok=False, auth={"error": str(exc)})
     report["limits"] = settings.limits.model_dump()
-    hub = find_hub(settings)
+    hub = await anyio.to_thread.run_sync(find_hub, settings)
     if hub:
-        report["hub"] = await hub_health(hub.url, hub_token(settings))
+        report["hub"] = await hub_health(hub.url, hub_token(settings), source=hub.source)
         report["ok"] = report["ok"] and bool(report["hub"].get("ok"))
     else:
         report["memory"] = await _own_health(settings)
@@ -42,16 +42,17 @@ async def doctor(settings: Settings) -> int:
     return 0 if report["ok"] else 1
 
 
-async def hub_health(url: str, token: str | None, timeout: float = 10.0) -> dict[str, Any]:
-    """GET the /health of the hub whose MCP endpoint is `url`."""
-    base = url.rstrip("/").removesuffix("/mcp").removesuffix("/sse")
+async def hub_health(url: str, token: str | None, timeout: float = 10.0, source: Source = "argument") -> dict[str, Any]:
+    """GET the /health of the hub whose MCP endpoint is `url` (found from `source`)."""
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
         async with httpx.AsyncClient(timeout=timeout, headers=headers) as http:
-            response = await http.get(f"{base}/health")
+            response = await http.get(health_url(url))
         body: dict[str, Any] = response.json()
     except (httpx.HTTPError, ValueError) as exc:
-        return {"ok": False, "url": url, "error": f"the hub did not answer: {type(exc).__name__}: {exc}"}
+        start = "start it with `mcp-memory-server serve --transport streamable-http`"
+        return {"ok": False, "url": url, "error": f"the hub did not answer: {type(exc).__name__}: {exc}; "
+                                                   f"{remedy(source, start)}"}
     return {"url": url, "status": response.status_code, **body}
 
 

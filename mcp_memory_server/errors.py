@@ -9,6 +9,7 @@ hub client re-raises the same class on the other side (`from_wire`).
     ├── RateLimited           too many requests or open sessions for this token; retry after the given seconds
     ├── StoreError            Milvus cannot be opened or reached, or its collection does not fit
     │   ├── DimensionMismatch the collection's vector dimension differs from the embedder's
+    │   ├── StoreLocked       the Milvus Lite database is open in another process
     │   └── StoreUnavailable  Milvus did not answer in time or cannot be reached: retry later
     ├── EmbeddingError        the embedding model or API failed
     ├── HubUnavailable        a stdio server or an agent cannot reach the hub it was told to join
@@ -53,6 +54,10 @@ class DimensionMismatch(StoreError):
     """The existing collection's vector dimension differs from the embedder's."""
 
 
+class StoreLocked(StoreError):
+    """The Milvus Lite database is open in another process (only one process may open it)."""
+
+
 class StoreUnavailable(StoreError):
     """Milvus did not answer within MILVUS_TIMEOUT, or cannot be reached; the call may succeed later."""
 
@@ -80,7 +85,7 @@ ERROR_META_KEY = "mcp-memory-server/error"
 
 _CLASSES: dict[str, type[MemoryServerError]] = {
     cls.__name__: cls for cls in (InvalidInput, UnknownCommunity, Forbidden, RateLimited, StoreError,
-                                  DimensionMismatch, StoreUnavailable, EmbeddingError, HubUnavailable,
+                                  DimensionMismatch, StoreLocked, StoreUnavailable, EmbeddingError, HubUnavailable,
                                   HubError, ConfigError)
 }
 

@@ -8,7 +8,8 @@ it joins that hub instead.
 The memory is opened in the background so that a server answers `initialize` and `tools/list`
 at once; the first tool call waits until it is ready. The embedding model then warms up in the
 background too, so the first recall does not pay for importing torch unless it comes within the
-first seconds.
+first seconds. Tool calls run inside `Runtime.call`, so that a hub that stops lets the calls in
+flight finish (`Runtime.drain`) before it closes the memory.
 """
 
 from __future__ import annotations
@@ -19,10 +20,11 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Literal, Protocol, TypeVar
 
 import anyio
+import anyio.to_thread
 
 from .access import ANYONE, Caller
 from .config import Settings
-from .errors import MemoryServerError, StoreError, UnknownCommunity
+from .errors import MemoryServerError, StoreError, StoreUnavailable, UnknownCommunity
 from .hub.advert import HubAddress, find_hub
 from .hub.client import HubClient
 from .hub.tokens import hub_token
@@ -74,6 +76,8 @@ class Runtime:
         self._error: MemoryServerError | None = None
         self._ready = anyio.Event()
         self._ready_timeout = ready_timeout
+        self._calls = InFlight()
+        self._closing = False
 
     @asynccontextmanager
     async def running(self, *, own: bool = False, warm_up: bool = True) -> AsyncIterator[Runtime]:
@@ -106,24 +110,39 @@ class Runtime:
         """Wait until the memory is open; raise if it could not be."""
         await self.memory()
 
+    @asynccontextmanager
+    async def call(self) -> AsyncIterator[None]:
+        """One tool call in flight (see `drain`). Raises StoreUnavailable once the memory is closing."""
+        if self._closing:
+            raise StoreUnavailable("the memory hub is stopping: retry in a few seconds")
+        with self._calls:
+            yield
+
+    async def drain(self) -> None:
+        """Refuse new calls and wait until the calls in flight have finished (bound it with a timeout)."""
+        self._closing = True
+        await self._calls.idle()
+
     # -- internals -------------------------------------------------------------------------
 
     async def _open(self, own: bool, warm_up: bool = True) -> None:
         try:
-            hub = None if own else find_hub(self.settings)
+            hub = None if own else await anyio.to_thread.run_sync(find_hub, self.settings)
             if hub:
                 self._join(hub)
             else:
                 try:
                     await self._own()
                 except StoreError:
-                    # A hub may have started between our look and our open.
-                    hub = None if own else find_hub(self.settings)
+                    # A hub may have started between our look and our open, or be too busy to answer
+                    # the probe in time: the store being taken says that someone owns it.
+                    hub = None if own else find_hub(self.settings, verify=False)
                     if not hub:
                         raise
                     self._join(hub)
         except MemoryServerError as exc:
-            log.error("memory unavailable: %s", exc)
+            # An owner's caller (a hub, doctor) reports the error itself; a stdio server has only this log.
+            (log.debug if own else log.error)("memory unavailable: %s", exc)
             self._error = exc
         except Exception as exc:  # report any failure to the caller instead of dying silently
             log.exception("memory failed to open")
@@ -138,7 +157,8 @@ class Runtime:
 
     def _join(self, hub: HubAddress) -> None:
         log.info("joining the memory hub at %s (from %s)", hub.url, hub.source)
-        client = HubClient(hub.url, hub_token(self.settings), source=hub.source)
+        client = HubClient(hub.url, hub_token(self.settings), timeout=self.settings.memory_hub_timeout,
+                           source=hub.source)
         # The hub applies *its* default community to calls that name none; this server's own
         # MEMORY_DEFAULT_COMMUNITY (the example client configs set it) must win when it is set.
         own = "memory_default_community" in self.settings.model_fields_set
@@ -224,3 +244,25 @@ class JoinedHub:
 
     def _named(self, request: NamedT) -> NamedT:
         return request if request.community is not None else request.model_copy(update={"community": self.default})
+
+
+class InFlight:
+    """How many operations are in flight; `idle()` waits until there are none. Used as `with counter:`."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._idle = anyio.Event()
+        self._idle.set()
+
+    def __enter__(self) -> None:
+        if self.count == 0:
+            self._idle = anyio.Event()
+        self.count += 1
+
+    def __exit__(self, *exc: object) -> None:
+        self.count -= 1
+        if self.count == 0:
+            self._idle.set()
+
+    async def idle(self) -> None:
+        await self._idle.wait()

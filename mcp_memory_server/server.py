@@ -179,7 +179,8 @@ def tool_function(tool: ToolDef, limits: Limits, runtime: Runtime | None) -> Cal
         if runtime is None:
             raise RuntimeError(f"{tool.name}: this server lists tools only")
         request = model.model_validate(arguments)
-        return await tool.verb(await runtime.memory(), request, caller_of(ctx))
+        async with runtime.call():
+            return await tool.verb(await runtime.memory(), request, caller_of(ctx))
 
     parameters = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=Annotated[field.annotation, field],
                                     default=inspect.Parameter.empty if field.is_required() else field.get_default())

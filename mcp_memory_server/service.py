@@ -82,7 +82,7 @@ class MemoryService(Browsing):
         await anyio.to_thread.run_sync(self.store.open)
 
     async def warm_up(self) -> None:
-        await anyio.to_thread.run_sync(self.embedder.warm_up)
+        await anyio.to_thread.run_sync(self.embedder.warm_up, abandon_on_cancel=True)
 
     async def close(self) -> None:
         try:
@@ -117,7 +117,7 @@ class MemoryService(Browsing):
         for record in records:
             if record.id not in existing and record.id not in fresh:
                 fresh[record.id] = record
-        vectors = await anyio.to_thread.run_sync(self.embedder.embed, [r.content for r in fresh.values()])
+        vectors = await self._embed([r.content for r in fresh.values()])
         inserted = await self._writes.commit(list(zip(fresh.values(), vectors, strict=True)))
         self._recent.wrote(r for r in fresh.values() if r.id in inserted)
         self._known.update(communities)
@@ -175,7 +175,7 @@ class MemoryService(Browsing):
         changed = [self._record(item, owner, int(time.time() * 1000), None) for item, i in zip(items, ids, strict=True)
                    if i in old and (old[i].kind, old[i].metadata) != (item.kind, item.metadata)]
         if changed:
-            vectors = await anyio.to_thread.run_sync(self.embedder.embed, [r.content for r in changed])
+            vectors = await self._embed([r.content for r in changed])
             await anyio.to_thread.run_sync(self.store.upsert, changed, vectors)
         if stale := [i for i in old if i not in ids]:
             await anyio.to_thread.run_sync(self.store.delete, MemoryFilter(communities=[name], ids=stale))
@@ -228,7 +228,7 @@ class MemoryService(Browsing):
             return Recalled(hits=[], mode=mode, communities=[])
         vector = None
         if mode != "keyword":
-            vector = (await anyio.to_thread.run_sync(self.embedder.embed, [query]))[0]
+            vector = (await self._embed([query]))[0]
         found = await anyio.to_thread.run_sync(
             lambda: self.store.search(flt, k, mode, vector=vector, text=query))
         return Recalled(hits=[_hit(r, s) for r, s in found], mode=mode,
@@ -251,12 +251,8 @@ class MemoryService(Browsing):
             return Routed(experts=[], community=name)
         lines = [(r, v) for r, v in lines if r.agent_id in experts]
         parts = phrases(question, self.routing)
-
-        def embed() -> list[list[float]]:
-            # apart: in one batch the short phrases would be padded to the question's length
-            return self.embedder.embed([question]) + (self.embedder.embed(parts) if parts else [])
-
-        vectors = await anyio.to_thread.run_sync(embed)
+        # apart: in one batch the short phrases would be padded to the question's length
+        vectors = await self._embed([question]) + (await self._embed(parts) if parts else [])
         depth = min(16384, max(50, 20 * len(experts)))
         experience_hits = await anyio.to_thread.run_sync(lambda: self.store.search(
             MemoryFilter(communities=[name], agent_ids=experts, exclude_kinds=list(EXPERT_KINDS)),
@@ -304,6 +300,10 @@ class MemoryService(Browsing):
         """The community a call names, or the default when it names none. An empty name is not
         "none": it is refused by `check.community_name` like any other invalid name."""
         return self.settings.memory_default_community if named is None else named
+
+    async def _embed(self, texts: list[str]) -> list[list[float]]:
+        # Abandoned when cancelled: a hub that stops does not wait for a model call nobody will read.
+        return await anyio.to_thread.run_sync(self.embedder.embed, texts, abandon_on_cancel=True)
 
     async def _exists(self, community: str) -> bool:
         if community in self._known:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import SERVER_SCHEMES, Fusion
-from .errors import DimensionMismatch, StoreError, StoreUnavailable
+from .errors import DimensionMismatch, StoreError, StoreLocked, StoreUnavailable
 from .filters import MemoryFilter, quote_list
 from .lite import distinct, lite_bucket, lite_partition_buckets, release_lite
 from .milvus import (
@@ -37,6 +37,9 @@ log = logging.getLogger(__name__)
 # gRPC server log AllocTimestamp as unimplemented, on every call; both are harmless.
 logging.getLogger("pymilvus").setLevel(logging.ERROR)
 logging.getLogger("grpc._server").setLevel(logging.CRITICAL)
+# Milvus Lite logs a traceback when another process holds the database; StoreLocked says it in one line.
+logging.getLogger("milvus_lite.server_manager").addFilter(
+    lambda record: not record.getMessage().startswith("Failed to start MilvusLite server"))
 
 FIELDS = ["id", "content", "community", "kind", "tags", "agent_id", "created_at", "content_hash", "metadata"]
 
@@ -96,7 +99,7 @@ class MemoryStore:
                                       token=self._token or "", timeout=self.timeout)
             except MilvusException as exc:
                 if is_local and (Path(self.uri).expanduser() / "LOCK").exists():
-                    raise StoreError(
+                    raise StoreLocked(
                         f"Milvus Lite database {self.uri} is open in another process (only one process "
                         "may open it). Run one hub (`mcp-memory-server serve --transport streamable-http`) "
                         "and point other servers at it with MEMORY_HUB_URL."

@@ -51,7 +51,8 @@ def hub_client(hub_url: str | None = None, token: str | None = None, agent_id: s
     if hub is None:
         raise HubUnavailable("no memory hub to join: start one with `mcp-memory-server serve --transport "
                              "streamable-http` and set MEMORY_HUB_URL to its /mcp URL")
-    return HubClient(hub.url, token if token is not None else hub_token(settings, agent_id), source=hub.source)
+    return HubClient(hub.url, token if token is not None else hub_token(settings, agent_id),
+                     timeout=settings.memory_hub_timeout, source=hub.source)
 
 
 ToolCall = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]

@@ -22,6 +22,7 @@ from ..access import Caller
 from ..errors import MemoryServerError
 from ..memory import Runtime
 from ..server import CALLER_STATE_KEY
+from .advert import STORE_HEADER, store_identity
 from .auth import ANONYMOUS_STATE_KEY, NO_OAUTH, UI_PATH
 from .ui import ui_app
 
@@ -47,6 +48,7 @@ def hub_app(mcp: FastMCP, runtime: Runtime, *, middleware: Sequence[Middleware] 
     logging.getLogger("mcp.server.streamable_http").addFilter(_QUIET_DISCONNECTS)  # once: the same filter
     streamable = mcp.streamable_http_app()
     sse = mcp.sse_app()
+    identity = store_identity(runtime.settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -65,7 +67,8 @@ def hub_app(mcp: FastMCP, runtime: Runtime, *, middleware: Sequence[Middleware] 
         caller = state.get(CALLER_STATE_KEY)
         if state.get(ANONYMOUS_STATE_KEY) or (isinstance(caller, Caller) and not caller.is_admin):
             report = {"ok": report["ok"]}  # the store's path, size and state only for admins
-        return JSONResponse(report, status_code=status)
+        # Which store this hub serves, for a joiner to check an advert against (advert.serves).
+        return JSONResponse(report, status_code=status, headers={STORE_HEADER: identity})
 
     routes: list[BaseRoute] = [*streamable.routes, *sse.routes, Route("/health", health, methods=["GET"]),
                                Mount(UI_PATH, ui_app(runtime, mcp.settings.transport_security)),

@@ -4,14 +4,17 @@ A stdio server that joins a hub (see `advert.find_hub`) answers its client's too
 this, and so do OpenAgents agents, so every process reads and writes the one memory the hub owns.
 One MCP session per event loop is kept open (opening one costs ~300 ms on loopback, a call on an
 open one ~20 ms); a call that finds the connection broken (the hub restarted) opens a new session
-and is retried once, which is safe because every tool is idempotent. A tool error is re-raised as
-the hub's own error class (`errors.from_wire`): Forbidden, InvalidInput, RateLimited (with its
-`retry_after`) arrive as themselves.
+and is retried once, which is safe because every tool is idempotent. A connection that breaks
+while a call waits (the hub died) fails the call at once, rather than when the wait times out;
+a hub that does not answer at all fails it after `timeout` seconds (MEMORY_HUB_TIMEOUT). A tool
+error is re-raised as the hub's own error class (`errors.from_wire`): Forbidden, InvalidInput,
+RateLimited (with its `retry_after`) arrive as themselves.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -20,7 +23,7 @@ import httpx
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import McpError
-from mcp.types import CONNECTION_CLOSED, TextContent
+from mcp.types import CONNECTION_CLOSED, CallToolResult, TextContent
 from pydantic import BaseModel
 
 from ..access import ANYONE, Caller
@@ -40,7 +43,7 @@ from ..models import (
     RouteIn,
     Stats,
 )
-from .advert import Source
+from .advert import Source, remedy
 
 ResultT = TypeVar("ResultT", bound=BaseModel)
 _PREFIX = "Error executing tool "
@@ -68,11 +71,11 @@ class HubClient:
 
     async def call(self, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
         """Call a hub tool and return its structured result. Raises the hub's error class, or
-        HubUnavailable when the hub cannot be reached."""
+        HubUnavailable when the hub cannot be reached or does not answer within `timeout` s."""
         for attempt in (1, 2):
             link = await self._link()
             try:
-                result = await link.session.call_tool(tool, arguments)
+                result = await link.call(tool, arguments, self._timeout)
                 break
             except Exception as exc:
                 await self._drop(link)
@@ -98,7 +101,7 @@ class HubClient:
             self._lock, self._lock_loop, self._current = asyncio.Lock(), loop, None
         assert self._lock is not None
         async with self._lock:
-            if self._current is None or self._current.dead:
+            if self._current is None or self._current.dead or self._current.broken.is_set():
                 link = _Link(self.url, self._headers, self._timeout)
                 try:
                     await link.ready()
@@ -123,12 +126,14 @@ class HubClient:
                 f"the memory hub at {self.url} refused the token (HTTP 401): set MEMORY_HUB_TOKEN to a "
                 "token listed in the hub's MEMORY_AUTH_FILE / MEMORY_AUTH_TOKENS"
             )
-        fix = {"MEMORY_HUB_URL": "or unset MEMORY_HUB_URL",
-               "advert": "or remove its stale advert file beside the database",
-               "argument": "or pass the URL of a running hub"}[self.source]
+        if _timed_out(exc):
+            return HubUnavailable(
+                f"the memory hub at {self.url} did not answer within {self._timeout:g} s (MEMORY_HUB_TIMEOUT): "
+                f"it may be overloaded or hung; {remedy(self.source, 'restart it')}"
+            )
+        start = "start it with `mcp-memory-server serve --transport streamable-http`"
         return HubUnavailable(
-            f"the memory hub at {self.url} did not answer ({_describe(exc)}); start it with "
-            f"`mcp-memory-server serve --transport streamable-http`, {fix}"
+            f"the memory hub at {self.url} did not answer ({_describe(exc)}); {remedy(self.source, start)}"
         )
 
     async def _typed(self, tool: str, result_type: type[ResultT], request: BaseModel | None = None) -> ResultT:
@@ -159,10 +164,13 @@ class HubClient:
 
 class _Link:
     """One open MCP session to the hub, owned by a background task (the SDK's transport contexts
-    must be entered and left by the same task)."""
+    must be entered and left by the same task). `broken` is set when one of its HTTP requests or
+    streams fails (the SDK itself lets a call whose stream broke wait until it times out)."""
 
     def __init__(self, url: str, headers: dict[str, str], timeout: float) -> None:
         loop = asyncio.get_running_loop()
+        self.broken = asyncio.Event()
+        self.failure: BaseException | None = None
         self._session: asyncio.Future[ClientSession] = loop.create_future()
         self._stop = asyncio.Event()
         self._task = loop.create_task(self._run(url, headers, timeout), name=f"memory-hub-link {url}")
@@ -178,6 +186,21 @@ class _Link:
     async def ready(self) -> None:
         await asyncio.shield(self._session)
 
+    async def call(self, tool: str, arguments: dict[str, Any], timeout: float) -> CallToolResult:
+        """The session's call_tool, failing with ConnectionError as soon as the link breaks."""
+        call = asyncio.ensure_future(self.session.call_tool(tool, arguments,
+                                                            read_timeout_seconds=timedelta(seconds=timeout)))
+        broken = asyncio.ensure_future(self.broken.wait())
+        try:
+            await asyncio.wait({call, broken}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            broken.cancel()
+            if not call.done():
+                call.cancel()
+        if call.done() and not call.cancelled():
+            return call.result()
+        raise ConnectionError(f"the connection broke during the call ({_describe(self.failure or EOFError())})")
+
     async def close(self) -> None:
         self._stop.set()
         try:
@@ -185,10 +208,16 @@ class _Link:
         except (Exception, asyncio.CancelledError):  # closing a broken link: nothing left to report
             self._task.cancel()
 
+    def _break(self, exc: BaseException) -> None:
+        if not self._stop.is_set() and not self.broken.is_set():
+            self.failure = exc
+            self.broken.set()
+
     async def _run(self, url: str, headers: dict[str, str], timeout: float) -> None:
+        transport = _Watched(httpx.AsyncHTTPTransport(), self._break)
         try:
             async with (
-                httpx.AsyncClient(headers=headers, timeout=httpx.Timeout(timeout)) as http,
+                httpx.AsyncClient(headers=headers, timeout=httpx.Timeout(timeout), transport=transport) as http,
                 streamable_http_client(url, http_client=http) as (read, write, _),
                 ClientSession(read, write, read_timeout_seconds=timedelta(seconds=timeout)) as session,
             ):
@@ -200,6 +229,48 @@ class _Link:
                 self._session.set_exception(exc if isinstance(exc, Exception) else ConnectionError(str(exc)))
             if not isinstance(exc, Exception):
                 raise
+
+
+# What a connection to a hub that died looks like (a timeout is not one: the hub may only be slow).
+_LOST = (httpx.NetworkError, httpx.RemoteProtocolError)
+
+
+class _Watched(httpx.AsyncBaseTransport):
+    """An httpx transport that reports a lost connection, in a request or in the middle of a
+    response stream, to `on_lost`."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, on_lost: Callable[[BaseException], None]) -> None:
+        self._inner = inner
+        self._on_lost = on_lost
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        try:
+            response = await self._inner.handle_async_request(request)
+        except _LOST as exc:
+            self._on_lost(exc)
+            raise
+        return httpx.Response(response.status_code, headers=response.headers, request=request,
+                              stream=_WatchedStream(response.stream, self._on_lost), extensions=response.extensions)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+class _WatchedStream(httpx.AsyncByteStream):
+    def __init__(self, inner: Any, on_lost: Callable[[BaseException], None]) -> None:
+        self._inner = inner
+        self._on_lost = on_lost
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self._inner:
+                yield chunk
+        except _LOST as exc:
+            self._on_lost(exc)
+            raise
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
 
 
 def _describe(exc: BaseException) -> str:
@@ -226,11 +297,21 @@ def _too_many(exc: BaseException) -> tuple[str, float] | None:
     return _too_many(cause) if cause is not None else None
 
 
+def _timed_out(exc: BaseException) -> bool:
+    """Whether `exc` says the hub did not answer in time."""
+    if isinstance(exc, BaseExceptionGroup):
+        return any(_timed_out(e) for e in exc.exceptions)
+    return isinstance(exc, httpx.TimeoutException) or (
+        isinstance(exc, McpError) and exc.error.code == httpx.codes.REQUEST_TIMEOUT)
+
+
 def _broken(exc: BaseException) -> bool:
     """Whether `exc` means the connection or session is gone (worth one reconnect), rather than a
     refused or malformed call."""
     if isinstance(exc, BaseExceptionGroup):
         return any(_broken(e) for e in exc.exceptions)
+    if _timed_out(exc):  # the hub may be alive but slow: a retry would only wait as long again
+        return False
     if isinstance(exc, McpError):
         return exc.error.code == CONNECTION_CLOSED or "Session terminated" in exc.error.message
     return isinstance(exc, _BROKEN)
