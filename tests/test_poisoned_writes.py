@@ -106,7 +106,7 @@ async def test_a_write_milvus_refuses_fails_alone_while_another_tokens_concurren
 
         async def write_innocently(number: int) -> None:
             async with http_session(hub.url, BETA) as beta:
-                for i in range(6):
+                for i in range(4):
                     content = f"innocent note {number}-{i} from team beta"
                     innocent[content] = (await call(beta, "remember", content=content, community="team-beta"))["id"]
 
@@ -123,7 +123,7 @@ async def test_a_write_milvus_refuses_fails_alone_while_another_tokens_concurren
                 poisoners.start_soon(poison)
                 poisoners.start_soon(poison)
                 async with anyio.create_task_group() as writers:
-                    for number in range(8):
+                    for number in range(12):
                         writers.start_soon(write_innocently, number)
                 writers_done.set()
             async with http_session(hub.url, BETA) as beta:
