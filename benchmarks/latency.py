@@ -27,10 +27,12 @@ from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
 
+from mcp_memory_server.config import Settings
 from mcp_memory_server.embeddings import LocalEmbedder
-from mcp_memory_server.filters import MemoryFilter
 from mcp_memory_server.hub.launch import SERVER, free_port, hub_process
-from mcp_memory_server.models import MemoryRecord, memory_id
+from mcp_memory_server.keywords import KeywordStats
+from mcp_memory_server.models import MemoryRecord, RecallIn, SearchMode, memory_id
+from mcp_memory_server.service import MemoryService
 from mcp_memory_server.store import MemoryStore
 
 from . import synthetic
@@ -86,7 +88,8 @@ async def call(s: ClientSession, tool: str, **args: Any) -> dict[str, Any]:
 
 # -- loading ---------------------------------------------------------------------------------------
 
-def load(store: MemoryStore, texts: Sequence[str], vectors: np.ndarray, start: int, stop: int) -> None:
+def load(store: MemoryStore, texts: Sequence[str], vectors: np.ndarray, start: int, stop: int,
+         stats: dict[str, KeywordStats]) -> None:
     """Insert memories start..stop, spread round-robin over the 20 communities."""
     for lo in range(start, stop, 5000):
         hi = min(stop, lo + 5000)
@@ -96,7 +99,7 @@ def load(store: MemoryStore, texts: Sequence[str], vectors: np.ndarray, start: i
             records.append(MemoryRecord(id=memory_id(community, texts[i]), content=texts[i], community=community,
                                         kind="note", tags=[], agent_id="bench", created_at=1_700_000_000_000 + i,
                                         content_hash=hashlib.sha256(texts[i].encode()).hexdigest()))
-        store.insert(records, vectors[lo:hi].tolist())
+        synthetic.bulk_insert(store, records, vectors[lo:hi], stats)
 
 
 def wait_indexed(store: MemoryStore, timeout: float = 600.0) -> None:
@@ -115,14 +118,20 @@ def wait_indexed(store: MemoryStore, timeout: float = 600.0) -> None:
 # -- measurements ----------------------------------------------------------------------------------
 
 def direct_recall(store: MemoryStore, embedder: LocalEmbedder, queries: Sequence[tuple[str, str]],
-                  mode: str = "hybrid") -> list[float]:
-    times = []
-    for text, community in queries:
-        t = time.perf_counter()
-        vector = embedder.embed([text])[0]
-        store.search(MemoryFilter(communities=[community]), K, mode, vector=vector, text=text)  # type: ignore[arg-type]
-        times.append(time.perf_counter() - t)
-    return times
+                  mode: SearchMode = "hybrid") -> list[float]:
+    """Recall through a MemoryService in this process (the MCP path minus the transport)."""
+    service = MemoryService(Settings(milvus_uri=store.uri, memory_collection=store.collection), store, embedder)
+
+    async def timed() -> list[float]:
+        await service.writer.tallies.everything()
+        times = []
+        for text, community in queries:
+            t = time.perf_counter()
+            await service.recall(RecallIn(query=text, community=community, k=K, mode=mode))
+            times.append(time.perf_counter() - t)
+        return times
+
+    return anyio.run(timed)
 
 
 async def mcp_recall(url: str, queries: Sequence[tuple[str, str]]) -> list[float]:
@@ -240,12 +249,13 @@ def run(out_dir: Path, quick: bool, *, scale: Scale | None = None) -> dict[str, 
     with tempfile.TemporaryDirectory(prefix="latency-", dir=out_dir / "tmp") as tmp:
         db = Path(tmp) / "memory.db"
         loaded = 0
+        stats: dict[str, KeywordStats] = {}
         for size in sizes:
             store = MemoryStore(str(db), COLLECTION, embedder.dimension)
             store.open()
             try:
                 t = time.perf_counter()
-                load(store, texts, vectors, loaded, size)
+                load(store, texts, vectors, loaded, size, stats)
                 load_s = time.perf_counter() - t
                 loaded = size
                 wait_indexed(store)

@@ -10,6 +10,7 @@ The data is read from `--locomo-dir` (default `<repo>/../shared/data/locomo`, en
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -160,8 +161,8 @@ FORMATS: dict[str, Formatter] = {
     "speaker+date+caption+previous": with_previous,
     "speaker+date+caption+previous+next": window,
 }
-# The recommended way to write conversation memories (README "Performance").
-DEFAULT_FORMAT = "speaker+date+caption+previous"
+# How a client writes a conversation turn (the headline: the server adds the thread's context).
+DEFAULT_FORMAT = "speaker+date+caption"
 
 
 # -- running -----------------------------------------------------------------------------------
@@ -189,9 +190,15 @@ class CachedEmbedder:
         self.inner.close()
 
 
+def session_of(turn: Turn) -> str:
+    """'D3:7' -> 'session_3': the thread a client would file the turn under."""
+    return f"session_{turn.dia_id.split(':')[0].removeprefix('D')}"
+
+
 async def _evaluate(conversations: list[Conversation], fmt: Formatter, embedder: Embedder,
-                    fusions: dict[str, Fusion], modes: Sequence[SearchMode], batch: int = BATCH) -> dict[str, Any]:
-    """Store the turns once; return {setting: per-question rows} for every mode and fusion."""
+                    modes: Sequence[SearchMode], *, as_client: bool, batch: int = BATCH) -> dict[str, Any]:
+    """Store the turns once; return {mode: per-question rows}. `as_client`: one `remember` per turn
+    with `thread` = its session, as an agent writes; else one `remember_many` per conversation."""
     with tempfile.TemporaryDirectory(prefix="locomo-") as tmp:
         settings = Settings(milvus_uri=str(Path(tmp) / "locomo.db"), memory_collection="locomo",
                             limits=Limits(batch=max(batch, Limits().batch)))
@@ -201,24 +208,25 @@ async def _evaluate(conversations: list[Conversation], fmt: Formatter, embedder:
         try:
             started = time.perf_counter()
             for conv in conversations:
-                items = [MemoryIn(content=fmt(conv.turns, i), community=conv.name,
-                                  metadata={"dia_id": t.dia_id}) for i, t in enumerate(conv.turns)]
-                for start in range(0, len(items), batch):
-                    await service.remember_many(RememberManyIn(memories=items[start:start + batch]))
+                items = [MemoryIn(content=fmt(conv.turns, i), community=conv.name, metadata={"dia_id": t.dia_id},
+                                  thread=session_of(t) if as_client else None) for i, t in enumerate(conv.turns)]
+                if as_client:
+                    for item in items:
+                        await service.remember(item)
+                else:
+                    for start in range(0, len(items), batch):
+                        await service.remember_many(RememberManyIn(memories=items[start:start + batch]))
             load_s = time.perf_counter() - started
             rows: dict[str, list[dict[str, Any]]] = {}
             for mode in modes:
-                for fusion_name, fusion in (fusions.items() if mode == "hybrid" else [("", Fusion())]):
-                    store.fusion = fusion
-                    setting = f"{mode}{'/' + fusion_name if fusion_name else ''}"
-                    rows[setting] = []
-                    for conv in conversations:
-                        for q in conv.questions:
-                            found = await service.recall(RecallIn(query=q.text, community=conv.name, k=max(KS),
-                                                                  mode=mode))
-                            ranked = [h.metadata.get("dia_id") for h in found.hits]
-                            rows[setting].append({"conversation": conv.name, "category": q.category,
-                                                  **_score(ranked, q.evidence)})
+                rows[mode] = []
+                for conv in conversations:
+                    for q in conv.questions:
+                        found = await service.recall(RecallIn(query=q.text, community=conv.name, k=max(KS),
+                                                              mode=mode))
+                        ranked = [h.metadata.get("dia_id") for h in found.hits]
+                        rows[mode].append({"conversation": conv.name, "category": q.category,
+                                           **_score(ranked, q.evidence)})
         finally:
             await service.close()
     return {"rows": rows, "load_seconds": load_s}
@@ -262,25 +270,23 @@ def run(out_dir: Path, quick: bool, *, locomo_dir: str | Path | None = None,
     conversations = load(directory, limit=2 if quick else None)
     embedder = embedder or LocalEmbedder()
     modes_result: dict[str, Any] = {}
-    evaluated = anyio.run(_evaluate, conversations, FORMATS[DEFAULT_FORMAT], embedder,
-                          {"default": Fusion()}, MODES)
-    for setting, rows in evaluated["rows"].items():
-        modes_result[setting.split("/")[0]] = summarize(rows)
+    evaluated = anyio.run(functools.partial(_evaluate, conversations, FORMATS[DEFAULT_FORMAT], embedder, MODES,
+                                            as_client=True))
+    for mode, rows in evaluated["rows"].items():
+        modes_result[mode] = summarize(rows)
     result: dict[str, Any] = {
         "data": str(directory), "conversations": [c.name for c in conversations],
         "turns": sum(len(c.turns) for c in conversations),
         "questions": sum(len(c.questions) for c in conversations),
-        "format": DEFAULT_FORMAT, "fusion": vars(Fusion()), "k": max(KS), "write_batch": BATCH,
+        "format": DEFAULT_FORMAT, "written": "one remember per turn, thread = session",
+        "fusion": Fusion().model_dump(), "k": max(KS),
         "load_seconds": round(evaluated["load_seconds"], 2), "modes": modes_result,
     }
     variants: dict[str, Any] = {}
     for name in formats if formats is not None else ([] if quick else list(FORMATS)):
-        if name == DEFAULT_FORMAT:
-            variants[name] = {m: modes_result[m]["overall"]["recall@5"] for m in MODES}
-            continue
-        ev = anyio.run(_evaluate, conversations, FORMATS[name], CachedEmbedder(embedder), {"default": Fusion()},
-                       MODES)
-        variants[name] = {s.split("/")[0]: summarize(r)["overall"]["recall@5"] for s, r in ev["rows"].items()}
+        ev = anyio.run(functools.partial(_evaluate, conversations, FORMATS[name], CachedEmbedder(embedder), MODES,
+                                         as_client=False))
+        variants[name] = {m: summarize(r)["overall"]["recall@5"] for m, r in ev["rows"].items()}
     if variants:
         result["format_variants_recall@5"] = variants
     return result

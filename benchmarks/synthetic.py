@@ -16,6 +16,9 @@ from collections.abc import Sequence
 import numpy as np
 
 from mcp_memory_server.embeddings import Embedder
+from mcp_memory_server.keywords import KeywordStats, doc_sparse
+from mcp_memory_server.models import IndexedMemory, MemoryRecord
+from mcp_memory_server.store import MemoryStore
 
 PEOPLE = ["Ana", "Bram", "Chen", "Dara", "Eli", "Farah", "Goran", "Hana", "Ivo", "Jun", "Kemal", "Lena",
           "Mateo", "Nia", "Omar", "Priya", "Quinn", "Rosa", "Sven", "Tara"]
@@ -70,3 +73,17 @@ def vectors(texts: Sequence[str], embedder: Embedder, unique: int, seed: int = 3
     out = picks + noise
     out /= np.linalg.norm(out, axis=1, keepdims=True)
     return np.vstack([base, out])
+
+
+def bulk_insert(store: MemoryStore, records: Sequence[MemoryRecord], vectors: np.ndarray,
+                stats: dict[str, KeywordStats]) -> None:
+    """Insert `records` with precomputed dense `vectors` and the keyword vectors the service would
+    compute (`stats` carries each community's keyword statistics from one call to the next)."""
+    rows = []
+    for record, vector in zip(records, vectors, strict=True):
+        community = stats.setdefault(record.community, KeywordStats())
+        sparse, length = doc_sparse(record.content, (), community.avgdl)
+        community.add(sparse, length)
+        record.seq = record.created_at * 1_000_000
+        rows.append(IndexedMemory(record, [float(x) for x in vector], sparse, length))
+    store.insert(rows)

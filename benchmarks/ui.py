@@ -34,6 +34,7 @@ import numpy as np
 from mcp_memory_server.config import Settings
 from mcp_memory_server.embeddings import LocalEmbedder
 from mcp_memory_server.hub.launch import hub_process
+from mcp_memory_server.keywords import KeywordStats
 from mcp_memory_server.models import MemoryRecord, RegisterExpertIn, memory_id
 from mcp_memory_server.service import MemoryService
 from mcp_memory_server.store import MemoryStore
@@ -72,6 +73,7 @@ def load(store: MemoryStore, texts: Sequence[str], vectors: np.ndarray, now_ms: 
     """Insert the memories over the 20 communities, written over the last `days` days."""
     rng = random.Random(9)
     step = days * 86_400_000 // max(1, len(texts))
+    stats: dict[str, KeywordStats] = {}
     for lo in range(0, len(texts), 5000):
         records = []
         for i in range(lo, min(len(texts), lo + 5000)):
@@ -80,7 +82,7 @@ def load(store: MemoryStore, texts: Sequence[str], vectors: np.ndarray, now_ms: 
                 id=memory_id(community, texts[i]), content=texts[i], community=community, kind=rng.choice(KINDS),
                 tags=[], agent_id=rng.choice(synthetic.PEOPLE).lower(), created_at=now_ms - (len(texts) - i) * step,
                 content_hash=hashlib.sha256(texts[i].encode()).hexdigest()))
-        store.insert(records, vectors[lo:lo + len(records)].tolist())
+        synthetic.bulk_insert(store, records, vectors[lo:lo + len(records)], stats)
 
 
 async def register_experts(service: MemoryService) -> None:

@@ -30,10 +30,13 @@ class Browsing:
     settings: Settings
     store: MemoryStore
     _limits: Limits
-    _recent: RecentWrites
+    recent: RecentWrites
 
-    async def _exists(self, community: str) -> bool:
-        raise NotImplementedError  # MemoryService._exists
+    async def exists(self, community: str) -> bool:
+        raise NotImplementedError  # MemoryService.exists
+
+    def community(self, named: str | None) -> str:
+        raise NotImplementedError  # MemoryService.community
 
     async def latest(self, request: LatestIn, caller: Caller = ANYONE) -> Latest:
         """The newest memories of one community (default: the server's) or of several ("*" = every
@@ -43,7 +46,7 @@ class Browsing:
         limit = request.limit
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= LATEST_MAX:
             raise InvalidInput(f"limit must be a whole number from 1 to {LATEST_MAX}, got {limit!r}")
-        scope = await read_scope(caller, request.community, request.communities, exists=self._exists,
+        scope = await read_scope(caller, request.community, request.communities, exists=self.exists,
                                  default=self.settings.memory_default_community, limits=self._limits)
         flt = MemoryFilter(
             communities=scope,
@@ -64,7 +67,7 @@ class Browsing:
                        caller: Caller = ANYONE) -> list[StoredMemory]:
         """The memories of `community` (default: the server's) with these ids, in the order asked;
         ids that `community` does not hold are left out."""
-        name = check.community_name(community or self.settings.memory_default_community)
+        name = check.community_name(self.community(community))
         caller.require(name)
         wanted = check.memory_ids(list(ids), self._limits)
         found = await anyio.to_thread.run_sync(self.store.get_by_ids, wanted)
@@ -74,7 +77,7 @@ class Browsing:
     async def experts(self, community: str | None = None, caller: Caller = ANYONE) -> Experts:
         """The experts registered in `community` (default: the server's), by agent id, each with its
         description and skills: who `route` can choose from."""
-        name = check.community_name(community or self.settings.memory_default_community)
+        name = check.community_name(self.community(community))
         caller.require(name)
         lines = await anyio.to_thread.run_sync(lambda: self.store.get(
             MemoryFilter(communities=[name], kinds=list(EXPERT_KINDS)), MAX_EXPERT_LINES))
@@ -82,13 +85,13 @@ class Browsing:
 
     async def _newest_of(self, key: str) -> list[MemoryRecord]:
         """The newest memories of one community, or of every community (`ALL`), as kept or read."""
-        kept = self._recent.cached(key)
+        kept = self.recent.cached(key)
         if kept is not None:
             return kept
-        generation = self._recent.generation(key)
+        generation = self.recent.generation(key)
         flt = MemoryFilter(communities=None if key == ALL else [key])
-        records = await anyio.to_thread.run_sync(self._read_newest, flt, self._recent.depth)
-        self._recent.keep(key, records, generation)
+        records = await anyio.to_thread.run_sync(self._read_newest, flt, self.recent.depth)
+        self.recent.keep(key, records, generation)
         return records
 
     def _read_newest(self, flt: MemoryFilter, n: int) -> list[MemoryRecord]:
@@ -119,8 +122,8 @@ def registered(lines: Sequence[MemoryRecord]) -> list[Expert]:
 
 def stored(record: MemoryRecord) -> StoredMemory:
     return StoredMemory(id=record.id, content=record.content, community=record.community, kind=record.kind,
-                        tags=list(record.tags or []), agent_id=record.agent_id, created_at=iso(record.created_at),
-                        metadata=dict(record.metadata or {}))
+                        tags=list(record.tags or []), agent_id=record.agent_id, thread=record.thread or None,
+                        created_at=iso(record.created_at), metadata=dict(record.metadata or {}))
 
 
 def iso(epoch_ms: int) -> str:

@@ -65,16 +65,13 @@ class Limits(BaseSettings):
 
 
 class Fusion(BaseSettings):
-    """How hybrid recall fuses its dense and keyword rankings (`MEMORY_FUSION_*`). Reciprocal rank
-    fusion with k=60 beat every weighted and RRF variant tried on LoCoMo (benchmarks/locomo.py)."""
+    """How hybrid recall gathers candidates (`MEMORY_FUSION_*`); how it scores them is ranking.py's."""
 
     model_config = SettingsConfigDict(env_prefix="MEMORY_FUSION_", env_file=".env", extra="ignore", frozen=True)
 
-    ranker: Literal["rrf", "weighted"] = "rrf"
-    rrf_k: int = Field(60, ge=1)
-    dense_weight: float = Field(1.0, ge=0)
-    keyword_weight: float = Field(1.0, ge=0)
-    depth: int = Field(20, ge=1)  # candidates each ranking contributes (at least k)
+    # Candidates each side (dense, keyword) contributes, at least k. Every candidate is scored with
+    # both sides' exact values, so a deeper list only costs time: 20, 50 and 100 ranked LoCoMo alike.
+    depth: int = Field(20, ge=1)
 
 
 class Settings(BaseSettings):
@@ -91,6 +88,9 @@ class Settings(BaseSettings):
     memory_default_community: str = "default"
     # HNSW keeps a community-filtered search at 100k memories in a few ms; FLAT is exact but scans.
     memory_index_type: Literal["HNSW", "FLAT", "IVF_FLAT", "IVF_SQ8", "AUTOINDEX"] = "HNSW"
+    # With a Milvus server, other hubs write too: this hub re-reads a community's counts and keyword
+    # statistics after this many seconds (tallies.py). Milvus Lite has one writer and needs none.
+    memory_stats_ttl: float = Field(30.0, gt=0)
 
     embedding_provider: Literal["local", "openai"] = "local"
     embedding_model: str = "all-MiniLM-L6-v2"

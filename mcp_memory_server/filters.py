@@ -38,6 +38,8 @@ class MemoryFilter:
     ids: Sequence[str] = ()
     since_ms: int | None = None
     exclude_kinds: Sequence[str] = ()
+    threads: Sequence[str] = ()
+    live_at_ms: int | None = None  # only memories not expired at this time (epoch ms)
 
     def expression(self) -> str:
         """The filter expression, restricted to `communities` (an empty list is an error, so that a
@@ -60,6 +62,10 @@ class MemoryFilter:
             parts.append(f"agent_id in {quote_list(self.agent_ids)}")
         if self.tags:
             parts.append(f"array_contains_any(tags, {quote_list(self.tags)})")
+        if self.threads:
+            parts.append(f"thread in {quote_list(self.threads)}")
         if self.since_ms is not None:
             parts.append(f"created_at >= {int(self.since_ms)}")
+        if self.live_at_ms is not None:
+            parts.append(f"expires_at == 0 or expires_at > {int(self.live_at_ms)}")
         return " and ".join(f"({p})" for p in parts)

@@ -33,10 +33,12 @@ LATEST_LIMIT = 20  # newest memories `latest` returns when the call gives no lim
 LATEST_MAX = 100  # and at most (also how many per community the service keeps in memory)
 
 
-def memory_id(community: str, content: str) -> str:
-    """Stable id: the same content in the same community always gets the same id, so a retried
-    write finds the first one instead of storing twice."""
-    return hashlib.sha256(f"{community}\x00{content}".encode()).hexdigest()[:32]
+def memory_id(community: str, content: str, thread: str = "") -> str:
+    """Stable id: the same content in the same community (and thread, when it has one) always gets
+    the same id, so a retried write finds the first one instead of storing twice. A thread is part
+    of the id: "Thanks!" in two conversations is two memories."""
+    key = f"{community}\x00{content}" if not thread else f"{community}\x00{thread}\x00{content}"
+    return hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
 @dataclass
@@ -52,6 +54,20 @@ class MemoryRecord:
     created_at: int  # epoch milliseconds
     content_hash: str
     metadata: dict[str, Any] = field(default_factory=dict)
+    thread: str = ""  # "" = in no thread
+    seq: int = 0  # order within the thread: created_at (ms) x 1,000,000 + the position in its batch
+    expires_at: int = 0  # epoch milliseconds; 0 = never
+
+
+@dataclass
+class IndexedMemory:
+    """A memory with what it is found by: its dense vector (with its thread context) and its keyword
+    vector (`keywords.doc_sparse`) and length."""
+
+    record: MemoryRecord
+    dense: list[float]
+    sparse: dict[int, float]
+    kw_len: float
 
 
 # -- tool inputs -------------------------------------------------------------------------------
@@ -59,6 +75,7 @@ class MemoryRecord:
 CommunityArg = Annotated[str | None, Field(description="Community to use (default: the server's default "
                                                        "community). Letters, digits, '_', '.', '-'.")]
 TagsArg = Annotated[list[str] | None, Field(description="Tags; a memory matches if it has any of them.")]
+ThreadArg = Annotated[str | None, Field(description="Only memories of this thread.")]
 
 
 class ToolInput(BaseModel):
@@ -76,6 +93,11 @@ class MemoryIn(ToolInput):
     tags: list[str] | None = Field(default_factory=list, description="Labels to filter on later.")
     metadata: dict[str, Any] | None = Field(default_factory=dict, description="Any JSON object to keep with it.")
     agent_id: str | None = Field(None, description="Who is remembering (an agent or user id).")
+    thread: str | None = Field(None, description="The conversation, session, ticket or task this memory belongs "
+                                                 "to. A memory in a thread is found with its context: the "
+                                                 "memories written before it in the same thread.")
+    created_at: str | None = Field(None, description="When it happened (ISO-8601; default: now). Orders the "
+                                                     "memory within its thread.")
 
 
 class RememberManyIn(ToolInput):
@@ -92,6 +114,7 @@ class RecallIn(ToolInput):
     kinds: list[str] | None = Field(None, description="Only these kinds.")
     tags: TagsArg = None
     agent_id: str | None = Field(None, description="Only memories written by this agent.")
+    thread: ThreadArg = None
     since: str | None = Field(None, description="Only memories stored at or after this ISO-8601 date or time, "
                                                 "e.g. 2026-11-01.")
     mode: SearchMode = Field("hybrid", description="hybrid (meaning + keywords, best in general), semantic "
@@ -131,6 +154,7 @@ class ForgetIn(ToolInput):
     kinds: list[str] | None = Field(None, description="Remove memories of these kinds.")
     tags: list[str] | None = Field(None, description="Remove memories having any of these tags.")
     agent_id: str | None = Field(None, description="Remove memories written by this agent.")
+    thread: str | None = Field(None, description="Remove memories of this thread.")
 
 
 class NoInput(ToolInput):
@@ -154,6 +178,7 @@ def _shown_limits(name: str, limits: Limits) -> dict[str, Any]:
         "kind": {"minLength": 1, "maxLength": limits.kind_chars},
         "kinds": {"maxItems": limits.kinds, "items": {"maxLength": limits.kind_chars}},
         "tags": {"maxItems": limits.tags, "items": {"maxLength": limits.tag_chars}},
+        "thread": {"minLength": 1, "maxLength": limits.tag_chars},
         "agent_id": {"minLength": 1, "maxLength": limits.agent_id_chars},
         "memories": {"minItems": 1, "maxItems": limits.batch},
         "ids": {"maxItems": limits.batch},
@@ -204,12 +229,19 @@ class Hit(BaseModel):
 
     id: str
     content: str
-    score: float = Field(description="Relevance; higher is better. Comparable within one recall only.")
+    score: float = Field(description="Estimated probability, in [0, 1], that the memory is relevant to the "
+                                     "query; the same scale in every mode.")
+    dense: float | None = Field(None, description="Evidence: cosine similarity of the query and the memory "
+                                                  "(with its thread context), when the mode looked at meaning.")
+    keyword: float | None = Field(None, description="Evidence: the memory's BM25 score for the query's words, "
+                                                    "when the mode looked at words.")
     community: str
     kind: str
     tags: list[str]
     agent_id: str
-    created_at: str = Field(description="When it was stored (ISO-8601, UTC).")
+    thread: str | None = Field(None, description="The thread the memory belongs to, if any.")
+    created_at: str = Field(description="When it happened: when it was stored, unless the writer said "
+                                        "(ISO-8601, UTC).")
     metadata: dict[str, Any]
 
 
@@ -230,7 +262,9 @@ class StoredMemory(BaseModel):
     kind: str
     tags: list[str]
     agent_id: str
-    created_at: str = Field(description="When it was stored (ISO-8601, UTC).")
+    thread: str | None = Field(None, description="The thread the memory belongs to, if any.")
+    created_at: str = Field(description="When it happened: when it was stored, unless the writer said "
+                                        "(ISO-8601, UTC).")
     metadata: dict[str, Any]
 
 

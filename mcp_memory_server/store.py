@@ -1,85 +1,117 @@
-"""The Milvus collection behind the memory: schema, partition key, filters, search.
+"""The Milvus collection behind the memory: open it, write rows, read rows, search by vector.
 
-With `milvus.py` (pymilvus itself, the schema, what its errors mean) and `lite.py` (Milvus Lite's
-quirks), the only code that talks to Milvus. Every method is blocking; callers run them in a
-worker thread. One `MemoryStore` per process: Milvus Lite lets a single process open a database.
+With `milvus.py` (pymilvus itself, the schema, what its errors mean), `lite.py` (Milvus Lite in
+this process, and its quirks) and `migrate.py` (older schemas), the only code that talks to
+Milvus. Every method is blocking; callers run them in a worker thread. One `MemoryStore` per
+process: Milvus Lite lets a single process open a database.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from .config import SERVER_SCHEMES, Fusion
+from .config import SERVER_SCHEMES
 from .errors import DimensionMismatch, StoreError, StoreLocked, StoreUnavailable
 from .filters import MemoryFilter, quote_list
-from .lite import distinct, lite_bucket, lite_partition_buckets, release_lite
+from .lite import LiteDatabase, distinct, is_locked_elsewhere, lite_bucket, lite_partition_buckets
 from .milvus import (
-    AnnSearchRequest,
+    FIELDS,
+    SPARSE_SEARCH,
     MilvusClient,
     MilvusException,
-    RRFRanker,
-    WeightedRanker,
     connection_lost,
     create_collection,
     grpc,
     message,
+    schema_version,
     search_params,
     timed_out,
 )
-from .models import MemoryRecord, SearchMode
+from .models import IndexedMemory, MemoryRecord
 
 log = logging.getLogger(__name__)
-# query_iterator against Milvus Lite makes pymilvus warn ("failed to get mvccTs") and Lite's in-process
-# gRPC server log AllocTimestamp as unimplemented, on every call; both are harmless.
-logging.getLogger("pymilvus").setLevel(logging.ERROR)
-logging.getLogger("grpc._server").setLevel(logging.CRITICAL)
-# Milvus Lite logs a traceback when another process holds the database; StoreLocked says it in one line.
-logging.getLogger("milvus_lite.server_manager").addFilter(
-    lambda record: not record.getMessage().startswith("Failed to start MilvusLite server"))
+logging.getLogger("pymilvus").setLevel(logging.ERROR)  # it logs every failed call it then raises
 
-FIELDS = ["id", "content", "community", "kind", "tags", "agent_id", "created_at", "content_hash", "metadata"]
+QUERY_LIMIT = 16_384  # the most rows one Milvus query returns
 
 
 def _record(entity: dict[str, Any]) -> MemoryRecord:
     fields: dict[str, Any] = {name: entity.get(name) for name in FIELDS}
+    fields["thread"] = fields["thread"] or ""
+    for name in ("seq", "expires_at"):
+        fields[name] = int(fields[name] or 0)
     return MemoryRecord(**fields)
+
+
+def _indexed(entity: dict[str, Any]) -> IndexedMemory:
+    return IndexedMemory(_record(entity), [float(x) for x in entity["dense"]], _sparse(entity.get("sparse")),
+                         float(entity.get("kw_len") or 0.0))
+
+
+def _sparse(value: Any) -> dict[int, float]:
+    """A sparse vector as pymilvus returns it (a dict, or a scipy-like row) as {term: weight}."""
+    if not value:
+        return {}
+    if isinstance(value, dict):
+        return {int(k): float(v) for k, v in value.items()}
+    return {int(k): float(v) for k, v in zip(value.indices, value.data, strict=True)}
+
+
+def _once(rows: Iterable[dict[str, Any]], seen: set[str]) -> Iterator[dict[str, Any]]:
+    """Rows whose id was not seen yet (Milvus Lite can hold a replayed row twice: lite.distinct)."""
+    for row in rows:
+        if row["id"] not in seen:
+            seen.add(row["id"])
+            yield row
+
+
+def _row(memory: IndexedMemory) -> dict[str, Any]:
+    row: dict[str, Any] = {name: getattr(memory.record, name) for name in FIELDS}
+    row.update(dense=memory.dense, sparse=memory.sparse, kw_len=memory.kw_len)
+    return row
 
 
 class MemoryStore:
     """Owns one Milvus connection and one collection. Constructing it does no I/O; `open` does."""
 
-    def __init__(
-        self,
-        uri: str,
-        collection: str,
-        dimension: int,
-        *,
-        token: str | None = None,
-        index_type: str = "HNSW",
-        fusion: Fusion | None = None,
-        timeout: float = 30.0,
-    ) -> None:
+    def __init__(self, uri: str, collection: str, dimension: int, *, token: str | None = None,
+                 index_type: str = "HNSW", timeout: float = 30.0) -> None:
         self.uri = uri
-        self.timeout = timeout  # seconds per Milvus call, retries included
+        self.timeout = timeout  # seconds per Milvus call, retries included (a server's; Lite's run in process)
         self.collection = collection
         self.dimension = dimension
         self.index_type = index_type
-        self.fusion = fusion or Fusion()
         self._token = token
         self._client: MilvusClient | None = None
+        self._lite: LiteDatabase | None = None
         self._open_lock = threading.Lock()
-        self._lite = False
         self._lite_buckets: tuple[str, int] | None = None
         self._lost = False  # the connection broke and reopening failed: the next call tries again
+
+    @property
+    def lite(self) -> LiteDatabase | None:
+        """The Milvus Lite database this process opened (None for a Milvus server, or when closed)."""
+        return self._lite
+
+    @property
+    def is_lite(self) -> bool:
+        return not self.uri.startswith(SERVER_SCHEMES)
+
+    @property
+    def exclusive(self) -> bool:
+        """Whether this process alone writes the collection: a Milvus Lite database is opened by one
+        process; a Milvus server may have other writers."""
+        return self.is_lite
 
     # -- lifecycle -------------------------------------------------------------------------
 
     def open(self) -> None:
-        """Connect, create the collection if missing, check its dimension and load it.
+        """Connect (Milvus Lite: open the database in this process), create the collection if
+        missing (migrating one of an older schema), check its dimension and load it.
 
         Raises StoreError (the database is locked by another process, or unreachable) or
         DimensionMismatch.
@@ -87,54 +119,28 @@ class MemoryStore:
         with self._open_lock:
             if self._client is not None:
                 return
-            is_local = not self.uri.startswith(SERVER_SCHEMES)
-            if is_local and not self.uri.endswith(".db"):
-                # pymilvus only treats a path ending in .db as a Milvus Lite database.
-                raise StoreError(f"MILVUS_URI {self.uri!r} is neither a Milvus Lite path ending in .db nor a "
-                                 "server URI (http://, https://, tcp://, unix:)")
-            if is_local:
-                Path(self.uri).expanduser().parent.mkdir(parents=True, exist_ok=True)
-            try:
-                client = MilvusClient(uri=str(Path(self.uri).expanduser()) if is_local else self.uri,
-                                      token=self._token or "", timeout=self.timeout)
-            except MilvusException as exc:
-                if is_local and (Path(self.uri).expanduser() / "LOCK").exists():
-                    raise StoreLocked(
-                        f"Milvus Lite database {self.uri} is open in another process (only one process "
-                        "may open it). Run one hub (`mcp-memory-server serve --transport streamable-http`) "
-                        "and point other servers at it with MEMORY_HUB_URL."
-                    ) from exc
-                raise StoreError(f"cannot open Milvus at {self.uri}: {exc}") from exc
+            client = self._connect()
             try:
                 self._ensure_collection(client)
             except MilvusException as exc:
-                client.close()
+                self._disconnect(client)
                 raise StoreError(f"cannot prepare collection {self.collection!r} at {self.uri}: {exc}") from exc
             except Exception:
-                client.close()
+                self._disconnect(client)
                 raise
             self._client = client
             self._lost = False
-            self._lite = is_local
-            self._lite_buckets = self._buckets(client) if is_local else None
+            self._lite_buckets = self._buckets(client) if self._lite is not None else None
 
     def close(self) -> None:
         with self._open_lock:
             if self._client is not None:
                 try:
                     self._client.flush(self.collection)
-                except MilvusException as exc:  # closing anyway; the WAL keeps acknowledged writes
+                except (MilvusException, grpc.RpcError) as exc:  # closing anyway; the WAL keeps acknowledged writes
                     log.warning("flush on close failed: %s", exc)
-                self._client.close()
+                self._disconnect(self._client)
                 self._client = None
-                if self._lite:
-                    release_lite(self.uri)
-
-    @property
-    def exclusive(self) -> bool:
-        """Whether this process alone writes the collection: a Milvus Lite database is opened by one
-        process; a Milvus server may have other writers."""
-        return not self.uri.startswith(SERVER_SCHEMES)
 
     @property
     def client(self) -> MilvusClient:
@@ -144,67 +150,92 @@ class MemoryStore:
             raise StoreError("the memory store is not open")
         return self._client
 
+    def _connect(self) -> MilvusClient:
+        if not self.is_lite:
+            try:
+                return MilvusClient(uri=self.uri, token=self._token or "", timeout=self.timeout)
+            except MilvusException as exc:
+                raise StoreError(f"cannot open Milvus at {self.uri}: {exc}") from exc
+        if not self.uri.endswith(".db"):
+            raise StoreError(f"MILVUS_URI {self.uri!r} is neither a Milvus Lite path ending in .db nor a "
+                             "server URI (http://, https://, tcp://, unix:)")
+        Path(self.uri).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._lite = LiteDatabase(self.uri)
+        except Exception as exc:
+            if is_locked_elsewhere(exc):
+                raise StoreLocked(
+                    f"Milvus Lite database {self.uri} is open in another process (only one process may open "
+                    "it). Run one hub (`mcp-memory-server serve --transport streamable-http`) and point other "
+                    "servers at it with MEMORY_HUB_URL.") from exc
+            raise StoreError(f"cannot open Milvus Lite database {self.uri}: {exc}") from exc
+        return MilvusClient(uri=self._lite.uri, **self._lite.client_options)
+
+    def _disconnect(self, client: MilvusClient) -> None:
+        try:
+            client.close()
+        except (MilvusException, grpc.RpcError):  # already broken
+            pass
+        if self._lite is not None:
+            self._lite.close()
+            self._lite = None
+
     def _ensure_collection(self, client: MilvusClient) -> None:
-        if client.has_collection(self.collection):
-            desc = client.describe_collection(self.collection)
-            for f in desc["fields"]:
-                if f["name"] == "dense":
-                    existing = int(f["params"]["dim"])
-                    if existing != self.dimension:
-                        raise DimensionMismatch(
-                            f"collection {self.collection!r} at {self.uri} stores {existing}-dimensional "
-                            f"vectors but the embedder produces {self.dimension}-dimensional ones; use "
-                            "the embedder it was built with, or another MEMORY_COLLECTION / MILVUS_URI"
-                        )
-            client.load_collection(self.collection)
-            # MEMORY_INDEX_TYPE applies when a collection is created: an existing one keeps its index,
-            # and its search parameters (and what stats report) must be the index's, not the setting's.
-            actual = (client.describe_index(self.collection, "dense") or {}).get("index_type")
-            if actual and actual != self.index_type:
-                log.info("collection %r has a %s index (MEMORY_INDEX_TYPE=%s applies to new collections)",
-                         self.collection, actual, self.index_type)
-                self.index_type = str(actual)
+        if not client.has_collection(self.collection):
+            create_collection(client, self.collection, self.dimension, self.index_type)
             return
-        create_collection(client, self.collection, self.dimension, self.index_type)
+        description = client.describe_collection(self.collection)
+        for f in description["fields"]:
+            if f["name"] == "dense" and int(f["params"]["dim"]) != self.dimension:
+                raise DimensionMismatch(
+                    f"collection {self.collection!r} at {self.uri} stores {int(f['params']['dim'])}-dimensional "
+                    f"vectors but the embedder produces {self.dimension}-dimensional ones; use the embedder it "
+                    "was built with, or another MEMORY_COLLECTION / MILVUS_URI")
+        if schema_version(description) < 2:
+            from .migrate import migrate_v1  # only for databases written by version 0.1
+
+            migrate_v1(client, self.collection, self.dimension, self.index_type)
+        client.load_collection(self.collection)
+        # MEMORY_INDEX_TYPE applies when a collection is created: an existing one keeps its index,
+        # and its search parameters (and what stats report) must be the index's, not the setting's.
+        actual = (client.describe_index(self.collection, "dense") or {}).get("index_type")
+        if actual and actual != self.index_type:
+            log.info("collection %r has a %s index (MEMORY_INDEX_TYPE=%s applies to new collections)",
+                     self.collection, actual, self.index_type)
+            self.index_type = str(actual)
 
     def _buckets(self, client: MilvusClient) -> tuple[str, int] | None:
         try:
             return lite_partition_buckets(set(client.list_partitions(self.collection)))
-        except MilvusException:
+        except (MilvusException, grpc.RpcError):
             return None
 
     # -- writes ----------------------------------------------------------------------------
 
-    def insert(self, records: Sequence[MemoryRecord], vectors: Sequence[Sequence[float]]) -> None:
-        """Insert records with their dense vectors. The call returns once Milvus acknowledged it."""
-        self._write("insert", records, vectors)
+    def insert(self, memories: Sequence[IndexedMemory]) -> None:
+        """Insert memories with their vectors. Returns once Milvus acknowledged them."""
+        self._write("insert", memories)
 
-    def upsert(self, records: Sequence[MemoryRecord], vectors: Sequence[Sequence[float]]) -> None:
-        """Replace the memories with these records' ids (or insert them), each in one Milvus operation."""
-        self._write("upsert", records, vectors)
+    def upsert(self, memories: Sequence[IndexedMemory]) -> None:
+        """Replace memories (same ids) with new vectors or fields."""
+        self._write("upsert", memories)
 
-    def _write(self, method: str, records: Sequence[MemoryRecord], vectors: Sequence[Sequence[float]]) -> None:
-        rows = []
-        for record, vector in zip(records, vectors, strict=True):
-            row: dict[str, Any] = {name: getattr(record, name) for name in FIELDS}
-            row["dense"] = list(vector)
-            rows.append(row)
-        if rows:
-            self._call(getattr(self.client, method), self.collection, rows)
-            if self._lite:
-                # Milvus Lite searches unflushed rows without an index, in Python, at ~50 us a row (a
-                # 400-row memtable costs ~25 ms per recall; it holds up to 128 MB). A flush (~20 ms)
-                # moves them into an indexed segment; Lite compacts the small segments in the background.
-                self._call(self.client.flush, self.collection)
+    def _write(self, how: str, memories: Sequence[IndexedMemory]) -> None:
+        if not memories:
+            return
+        self._call(getattr(self.client, how), self.collection, [_row(m) for m in memories])
+        if self._lite is not None:
+            # Milvus Lite searches unflushed rows without an index, in Python, at ~50 us a row (a
+            # 400-row memtable costs ~25 ms per recall; it holds up to 128 MB). A flush (~20 ms)
+            # moves them into an indexed segment; Lite compacts the small segments in the background.
+            self._call(self.client.flush, self.collection)
 
-    def delete(self, flt: MemoryFilter) -> int:
-        """Delete every memory the filter matches; return how many there were."""
-        ids = [r["id"] for r in self._iterate(flt.expression(), ["id"])]
+    def delete(self, community: str, ids: Sequence[str]) -> None:
+        """Delete the memories `ids` of `community`."""
         for start in range(0, len(ids), 1000):
             chunk = ids[start:start + 1000]
             self._call(self.client.delete, self.collection,
-                       filter=MemoryFilter(communities=flt.communities, ids=chunk).expression())
-        return len(ids)
+                       filter=MemoryFilter(communities=[community], ids=chunk).expression())
 
     # -- reads -----------------------------------------------------------------------------
 
@@ -239,16 +270,32 @@ class MemoryStore:
                           partition_names=self._partitions(flt.communities))
         return [(str(r["id"]), int(r["created_at"])) for r in rows]
 
-    def get_with_vectors(self, flt: MemoryFilter, limit: int = 1000) -> list[tuple[MemoryRecord, list[float]]]:
-        """Like `get`, with each memory's dense vector."""
-        rows = self._call(self.client.query, self.collection, filter=flt.expression(), output_fields=[*FIELDS, "dense"],
-                          limit=limit, partition_names=self._partitions(flt.communities))
-        return [(_record(r), [float(x) for x in r["dense"]]) for r in rows]
-
-    def count(self, flt: MemoryFilter) -> int:
+    def get_indexed(self, flt: MemoryFilter, limit: int = 1000) -> list[IndexedMemory]:
+        """Like `get`, with each memory's vectors."""
         rows = self._call(self.client.query, self.collection, filter=flt.expression(),
-                          output_fields=["count(*)"], partition_names=self._partitions(flt.communities))
-        return int(rows[0]["count(*)"]) if rows else 0
+                          output_fields=[*FIELDS, "dense", "sparse", "kw_len"], limit=limit,
+                          partition_names=self._partitions(flt.communities))
+        return [_indexed(r) for r in rows]
+
+    def scan(self, communities: Sequence[str] | None, fields: Sequence[str]) -> Iterator[dict[str, Any]]:
+        """Every row of `communities` (None: the whole collection), each id once, with `fields`.
+        On Milvus Lite one query per partition-key bucket (its query iterator re-sorts every row
+        for each page: quadratic); elsewhere Milvus' query iterator."""
+        seen: set[str] = set()
+        flt = MemoryFilter(communities=communities).expression()
+        output = sorted({"id", "community", *fields})
+        if self._lite_buckets is not None:
+            prefix, n = self._lite_buckets
+            buckets = ([f"{prefix}{lite_bucket(c, n)}" for c in communities] if communities is not None
+                       else [f"{prefix}{i}" for i in range(n)])
+            for bucket in sorted(set(buckets)):
+                rows = self._call(self.client.query, self.collection, filter=flt, output_fields=output,
+                                  limit=QUERY_LIMIT, partition_names=[bucket])
+                if len(rows) >= QUERY_LIMIT:  # a bucket too big for one query: iterate it
+                    rows = self._iterate(flt, output, [bucket])
+                yield from _once(rows, seen)
+            return
+        yield from _once(self._iterate(flt, output, None), seen)
 
     def health(self) -> dict[str, Any]:
         """A cheap look at the collection (no scan): rows, load state, dense index state.
@@ -260,89 +307,59 @@ class MemoryStore:
                 "index": {"type": index.get("index_type", self.index_type), "state": index.get("state", "unknown"),
                           "pending_rows": index.get("pending_index_rows", 0)}}
 
-    def group_counts(self) -> dict[tuple[str, str], int]:
-        """Number of memories per (community, kind), over the whole collection."""
-        counts: dict[tuple[str, str], int] = {}
-        seen: set[str] = set()
-        for row in self._iterate("", ["id", "community", "kind"]):
-            if row["id"] in seen:  # a row Milvus Lite replayed twice (see `_distinct`)
-                continue
-            seen.add(row["id"])
-            key = (row["community"], row["kind"])
-            counts[key] = counts.get(key, 0) + 1
-        return counts
+    def search_dense(self, flt: MemoryFilter, vector: Sequence[float], k: int) -> list[tuple[MemoryRecord, float]]:
+        """The k memories whose dense vector has the largest inner product with `vector`, best first."""
+        hits = self._search(flt, "dense", list(vector), k, search_params(self.index_type, k), FIELDS)
+        return [(_record(h["entity"]), float(h["distance"])) for h in hits]
 
-    def search(
-        self,
-        flt: MemoryFilter,
-        k: int,
-        mode: SearchMode,
-        *,
-        vector: Sequence[float] | None = None,
-        text: str | None = None,
-    ) -> list[tuple[MemoryRecord, float]]:
-        """The k best memories for the query, best first, with their scores.
+    def search_sparse(self, flt: MemoryFilter, weights: dict[int, float], k: int) -> list[tuple[MemoryRecord, float]]:
+        """The k memories whose keyword vector has the largest inner product with the query's
+        `weights` (their BM25), best first."""
+        if not weights:
+            return []
+        hits = self._search(flt, "sparse", weights, k, SPARSE_SEARCH, FIELDS)
+        return [(_record(h["entity"]), float(h["distance"])) for h in hits]
 
-        `semantic` needs `vector`, `keyword` needs `text`, `hybrid` needs both.
-        """
-        expr = flt.expression()
-        partitions = self._partitions(flt.communities)
-        if mode == "semantic":
-            assert vector is not None
-            result = self._call(self.client.search, self.collection, data=[list(vector)], anns_field="dense",
-                                filter=expr, limit=k, output_fields=FIELDS,
-                                search_params=search_params(self.index_type, k), partition_names=partitions)
-        elif mode == "keyword":
-            assert text is not None
-            result = self._call(self.client.search, self.collection, data=[text], anns_field="sparse",
-                                filter=expr, limit=k, output_fields=FIELDS,
-                                search_params={"metric_type": "BM25", "params": {}}, partition_names=partitions)
-        else:
-            assert vector is not None and text is not None
-            depth = max(k, self.fusion.depth)
-            requests = [
-                AnnSearchRequest([list(vector)], "dense", search_params(self.index_type, depth), depth, expr=expr),
-                AnnSearchRequest([text], "sparse", {"metric_type": "BM25", "params": {}}, depth, expr=expr),
-            ]
-            ranker = (RRFRanker(self.fusion.rrf_k) if self.fusion.ranker == "rrf"
-                      else WeightedRanker(self.fusion.dense_weight, self.fusion.keyword_weight))
-            result = self._call(self.client.hybrid_search, self.collection, requests, ranker, limit=k,
-                                output_fields=FIELDS, partition_names=partitions)
-        hits = distinct(result[0] if result else [])
-        # Milvus Lite reports BM25 as a negated distance, a Milvus server as a positive score.
-        convert = abs if mode == "keyword" else float
-        return [(_record(h["entity"]), convert(float(h["distance"]))) for h in hits]
+    def candidates(self, flt: MemoryFilter, vector: Sequence[float], weights: dict[int, float],
+                   depth: int) -> list[IndexedMemory]:
+        """The union of the `depth` best memories by dense and by keyword vector, with their
+        vectors (a hybrid recall scores every candidate on both sides: ranking.fuse)."""
+        fields = [*FIELDS, "dense", "sparse", "kw_len"]
+        hits = self._search(flt, "dense", list(vector), depth, search_params(self.index_type, depth), fields)
+        if weights:
+            hits += self._search(flt, "sparse", weights, depth, SPARSE_SEARCH, fields)
+        return [_indexed(h["entity"]) for h in distinct(hits)]
+
+    def _search(self, flt: MemoryFilter, field: str, data: Any, k: int, params: dict[str, Any],
+                fields: list[str]) -> list[Any]:
+        result = self._call(self.client.search, self.collection, data=[data], anns_field=field, filter=flt.expression(),
+                            limit=k, output_fields=fields, search_params=params,
+                            partition_names=self._partitions(flt.communities))
+        return distinct(result[0] if result else [])
 
     # -- helpers ---------------------------------------------------------------------------
 
     def _partitions(self, communities: Sequence[str] | None) -> list[str] | None:
         """On Milvus Lite, the partition-key buckets that can hold `communities` (None elsewhere,
-        and for a search over every community).
-
-        A Milvus server prunes partition-key buckets from the filter by itself; Milvus Lite does
-        not, and scans every row of every bucket in Python (~2 us a row: ~200 ms per search at 100k
-        memories). Naming the buckets restricts the scan to the communities searched.
-        """
+        and for a search over every community). A Milvus server prunes partition-key buckets by
+        itself; Lite scans every bucket in Python unless told which (~200 ms per search at 100k)."""
         if self._lite_buckets is None or communities is None:
             return None
         prefix, n = self._lite_buckets
         return sorted({f"{prefix}{lite_bucket(c, n)}" for c in communities})
 
-    def _iterate(self, expr: str, fields: list[str]) -> Iterator[dict[str, Any]]:
+    def _iterate(self, expr: str, fields: list[str], partitions: list[str] | None) -> Iterator[dict[str, Any]]:
         iterator = self._call(self.client.query_iterator, self.collection, batch_size=1000, filter=expr,
-                              output_fields=fields)
+                              output_fields=fields, partition_names=partitions)
         try:
-            while True:
-                batch = self._call(iterator.next)
-                if not batch:
-                    break
+            while batch := self._call(iterator.next):
                 yield from batch
         finally:
             iterator.close()
 
     def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        """Run a client call, bounded by `timeout`; on a lost connection, reconnect once and retry
-        it. Raises StoreError."""
+        """Run a client call, bounded by `timeout`; on a lost connection to a server, reconnect once
+        and retry it. Raises StoreError."""
         client_call = getattr(fn, "__self__", None) is self._client
         if client_call:
             kwargs.setdefault("timeout", self.timeout)
@@ -368,8 +385,5 @@ class MemoryStore:
                 return
             self._client = None
             self._lost = True  # until open() succeeds
-            try:
-                broken.close()
-            except (MilvusException, grpc.RpcError):  # already broken: that is why we reconnect
-                pass
+            self._disconnect(broken)
         self.open()

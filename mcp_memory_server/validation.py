@@ -182,19 +182,30 @@ def k_or_default(value: int | None, default: int, limits: Limits) -> int:
 
 def since_ms(value: str | None) -> int | None:
     """ISO-8601 date or datetime (naive means UTC) -> epoch milliseconds."""
+    return moment(value, "since")
+
+
+def moment(value: str | None, what: str) -> int | None:
+    """`what`, an ISO-8601 date or datetime (naive means UTC), as epoch milliseconds."""
     if value is None:
         return None
-    if len(value) > 64:
-        raise InvalidInput(f"since {value[:40]!r}... is not an ISO-8601 date or time, e.g. 2026-11-24")
+    example = "e.g. 2026-11-24 or 2026-11-24T09:30:00Z"
+    if not isinstance(value, str) or len(value) > 64:
+        raise InvalidInput(f"{what} {str(value)[:40]!r}... is not an ISO-8601 date or time, {example}")
     try:
-        moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        when = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
     except (ValueError, AttributeError) as exc:
-        raise InvalidInput(
-            f"since {value!r} is not an ISO-8601 date or time, e.g. 2026-11-24 or 2026-11-24T09:30:00Z"
-        ) from exc
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return int(moment.timestamp() * 1000)
+        raise InvalidInput(f"{what} {value!r} is not an ISO-8601 date or time, {example}") from exc
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    if not 1970 <= when.year <= 9999 or when.timestamp() < 0:
+        raise InvalidInput(f"{what} {value!r} is before 1970: give a later date")
+    return int(when.timestamp() * 1000)
+
+
+def thread(value: str, limits: Limits) -> str:
+    """A thread id: like a tag."""
+    return label(value, "thread", limits.tag_chars, MAX_TAG_BYTES)
 
 
 def describe(error: ValidationError, most: int = 3) -> str:

@@ -1,9 +1,10 @@
-"""Group commit: concurrent writes share one existence check and one insert.
+"""Every change to the collection, one at a time: inserts (group-committed), re-indexes, deletes.
 
-A write that arrives while another is being committed waits for the lock and is then committed
-together with every other waiting write: one existence check and one insert (on Milvus Lite, one
-flush) for all of them. The check under the lock also catches the same content written
-concurrently, so it is stored once.
+Group commit: a write that arrives while another is being committed waits for the lock and is then
+committed together with every other waiting write: one existence check and one insert (on Milvus
+Lite, one flush) for all of them. The check under the lock also catches the same content written
+concurrently, so it is stored once. The community tallies (`tallies.py`) change under the same lock
+as the rows they count.
 
 A merged insert that Milvus refuses is retried one write at a time, so that a write Milvus
 refuses fails alone and never takes other callers' writes down with it. When Milvus is down or
@@ -13,43 +14,44 @@ would wait its own MILVUS_TIMEOUT.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import anyio
 import anyio.to_thread
 
 from .errors import StoreUnavailable
-from .models import MemoryRecord
+from .models import IndexedMemory
 from .store import MemoryStore
-
-Row = tuple[MemoryRecord, list[float]]
+from .tallies import Tallies
 
 
 @dataclass
 class _PendingWrite:
     """One call's rows waiting for a group commit, and its outcome."""
 
-    rows: list[tuple[MemoryRecord, list[float]]]
+    rows: list[IndexedMemory]
     inserted: set[str] = field(default_factory=set)
     error: Exception | None = None
     done: bool = False
 
 
-class GroupCommit:
-    """Commits rows to `store`, merging concurrent callers' rows into one insert."""
+class Writer:
+    """Commits rows to `store`, merging concurrent callers' inserts into one."""
 
-    def __init__(self, store: MemoryStore) -> None:
+    def __init__(self, store: MemoryStore, stats_ttl: float | None = None) -> None:
         self.store = store
-        self._lock = anyio.Lock()
+        self.lock = anyio.Lock()
+        self.tallies = Tallies(store, self.lock, stats_ttl)
         self._pending: list[_PendingWrite] = []
 
-    async def commit(self, rows: list[Row]) -> set[str]:
+    async def commit(self, rows: list[IndexedMemory]) -> set[str]:
         """Insert the rows that are not stored yet; return the ids this call inserted."""
         if not rows:
             return set()
         write = _PendingWrite(rows)
         self._pending.append(write)
-        async with self._lock:
+        async with self.lock:
             if not write.done:
                 batch, self._pending = self._pending, []
                 # Shielded: the batch holds other callers' writes, and the insert cannot be undone.
@@ -75,17 +77,31 @@ class GroupCommit:
                 write.error, write.inserted = exc, set()
 
     async def _insert(self, batch: list[_PendingWrite]) -> None:
-        ids = [record.id for write in batch for record, _ in write.rows]
-        communities = sorted({record.community for write in batch for record, _ in write.rows})
+        ids = [m.record.id for write in batch for m in write.rows]
+        communities = sorted({m.record.community for write in batch for m in write.rows})
         claimed = await anyio.to_thread.run_sync(self.store.existing_ids, communities, ids)
-        records: list[MemoryRecord] = []
-        vectors: list[list[float]] = []
+        fresh: list[IndexedMemory] = []
         for write in batch:
             write.inserted = set()
-            for record, vector in write.rows:
-                if record.id not in claimed:
-                    claimed.add(record.id)
-                    write.inserted.add(record.id)
-                    records.append(record)
-                    vectors.append(vector)
-        await anyio.to_thread.run_sync(self.store.insert, records, vectors)
+            for m in write.rows:
+                if m.record.id not in claimed:
+                    claimed.add(m.record.id)
+                    write.inserted.add(m.record.id)
+                    fresh.append(m)
+        await anyio.to_thread.run_sync(self.store.insert, fresh)
+        self.tallies.added(fresh)
+
+    async def reindex(self, before: Sequence[IndexedMemory], after: Sequence[IndexedMemory]) -> None:
+        """Replace memories' vectors (their thread context changed)."""
+        if after:
+            async with self.lock:
+                with anyio.CancelScope(shield=True):
+                    await anyio.to_thread.run_sync(self.store.upsert, after)
+                    self.tallies.reindexed(before, after)
+
+    async def delete(self, community: str, memories: Sequence[IndexedMemory]) -> None:
+        if memories:
+            async with self.lock:
+                with anyio.CancelScope(shield=True):
+                    await anyio.to_thread.run_sync(self.store.delete, community, [m.record.id for m in memories])
+                    self.tallies.removed(memories)

@@ -164,7 +164,8 @@ class ExpertAgent(MemoryAgent):
         knowledge = (await self.memory.recall(RecallIn(query=question, community=community, agent_id=self.spec.agent_id,
                                                        kinds=["knowledge"], k=3, mode="semantic"))).hits
         history = [h for h in (await self.memory.recall(RecallIn(query=question, community=community, kinds=["answer"],
-                                                                 k=3, mode="semantic"))).hits if h.score >= 0.5]
+                                                                 k=3, mode="semantic"))).hits
+                   if (h.dense or 0.0) >= 0.5]  # cosine: an earlier answer to a close question
         recalled = [h.id for h in (*knowledge, *history)]
         if self.options.llm is None:
             return from_memories(knowledge, history), "memory", recalled

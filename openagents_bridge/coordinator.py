@@ -108,7 +108,7 @@ class Coordinator(MemoryAgent):
                                                     mode="semantic"))
         for hit in similar.hits:
             old_id = hit.metadata.get("question_id")
-            if hit.score < self.options.reuse_threshold or not old_id:
+            if (hit.dense or 0.0) < self.options.reuse_threshold or not old_id:
                 continue
             answers = await self.memory.recall(RecallIn(query=question, community=community, kinds=["answer"],
                                                         agent_id=self.agent_id, tags=[question_tag(str(old_id))],

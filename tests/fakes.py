@@ -9,6 +9,15 @@ import math
 import re
 from collections.abc import Sequence
 
+from mcp_memory_server.keywords import doc_sparse
+from mcp_memory_server.models import IndexedMemory, MemoryRecord
+
+
+def indexed(record: MemoryRecord, vector: Sequence[float]) -> IndexedMemory:
+    """`record` as the store takes it: with `vector` as its dense vector and its keyword vector."""
+    sparse, length = doc_sparse(record.content, (), 0.0)
+    return IndexedMemory(record, list(vector), sparse, length)
+
 
 class WordHashEmbedder:
     """`Embedder` for tests: bag of words hashed into `dimension` buckets, unit length."""

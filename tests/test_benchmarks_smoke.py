@@ -51,8 +51,10 @@ def test_locomo_loader_keeps_scorable_questions_of_categories_1_to_4(locomo_dir:
     assert [t.dia_id for t in conv.turns] == ["D1:1", "D1:2", "D1:3", "D2:1", "D2:2"]
     assert [(q.category, q.evidence) for q in conv.questions] == [(4, ["D1:1"]), (1, ["D2:1"]),
                                                                    (2, ["D1:2"])]
-    text = locomo.FORMATS[locomo.DEFAULT_FORMAT](conv.turns, 1)
-    assert text.startswith("[8 May, 2023] Bo: Lovely!") and "a clay bowl" in text and "Ada: I adopted" in text
+    text = locomo.FORMATS[locomo.DEFAULT_FORMAT](conv.turns, 1)  # as a client writes a turn: no context
+    assert text.startswith("[8 May, 2023] Bo: Lovely!") and "a clay bowl" in text and "Ada: I adopted" not in text
+    assert "Ada: I adopted" in locomo.FORMATS["speaker+date+caption+previous"](conv.turns, 1)
+    assert locomo.session_of(conv.turns[3]) == "session_2"
 
 
 def test_locomo_scores_every_mode_overall_per_category_and_per_conversation(locomo_dir: Path,

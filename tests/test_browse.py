@@ -15,6 +15,7 @@ from mcp_memory_server.models import ForgetIn, LatestIn, MemoryIn, MemoryRecord,
 from mcp_memory_server.recent import ALL, RecentWrites, Stamps, newest
 from mcp_memory_server.service import MemoryService
 from mcp_memory_server.store import MemoryStore
+from tests.fakes import indexed
 
 pytestmark = pytest.mark.anyio
 ALICE = Caller(agent_id="alice", communities=frozenset({"team-a", "shared"}))
@@ -51,7 +52,7 @@ def test_newest_widens_its_window_until_it_holds_enough_memories_even_years_back
     now = 1_800_000_000_000
     year = 365 * 24 * 3_600_000
     records = [record(i, now - 3 * year - i * 1000) for i in range(6)] + [record(99, now - 10)]
-    store.insert(records, [[1.0, 0.0, 0.0, 0.0]] * len(records))
+    store.insert([indexed(r, [1.0, 0.0, 0.0, 0.0]) for r in records])
     reads: list[MemoryFilter] = []
     got = newest(counting(store, reads), MemoryFilter(communities=["c1"]), 4, now)
     assert got == ["id-00099", "id-00000", "id-00001", "id-00002"]
@@ -64,7 +65,7 @@ def test_newest_narrows_a_window_that_holds_more_than_one_read_returns(store: Me
     # 60 memories in the last hour, 1 ms apart, stored oldest first: a read of 8 cannot hold the
     # first window, and Milvus Lite returns what was stored first
     records = [record(i, now - 5_000 - i) for i in reversed(range(60))]
-    store.insert(records, [[1.0, 0.0, 0.0, 0.0]] * len(records))
+    store.insert([indexed(r, [1.0, 0.0, 0.0, 0.0]) for r in records])
     reads: list[MemoryFilter] = []
     got = newest(counting(store, reads), MemoryFilter(communities=["c1"]), 3, now, cap=8)
     assert got == ["id-00000", "id-00001", "id-00002"]
@@ -74,7 +75,7 @@ def test_newest_narrows_a_window_that_holds_more_than_one_read_returns(store: Me
 def test_newest_keeps_a_since_filter_as_its_widest_window(store: MemoryStore) -> None:
     now = 1_800_000_000_000
     records = [record(1, now - 10 * 3_600_000), record(2, now - 20 * 3_600_000)]
-    store.insert(records, [[1.0, 0.0, 0.0, 0.0]] * 2)
+    store.insert([indexed(r, [1.0, 0.0, 0.0, 0.0]) for r in records])
     got = newest(store.stamps, MemoryFilter(communities=["c1"], since_ms=now - 15 * 3_600_000), 5, now)
     assert got == ["id-00001"]
 

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from mcp_memory_server.filters import MemoryFilter, quote, quote_list
 from mcp_memory_server.models import MemoryRecord
 from mcp_memory_server.store import MemoryStore
+from tests.fakes import indexed
 
 HOSTILE = [
     'x" or 1==1 or "',
@@ -59,7 +60,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MemoryStore]:
     records = [MemoryRecord(id=f"id{i}", content=f"memory {i}", community=f"c{i % 2}", kind=value or "empty",
                             tags=[value], agent_id=value, created_at=i, content_hash=str(i))
                for i, value in enumerate(HOSTILE)]
-    s.insert(records, [[1.0, 0.0, 0.0, float(i)] for i in range(len(records))])
+    s.insert([indexed(r, [1.0, 0.0, 0.0, float(i)]) for i, r in enumerate(records)])
     yield s
     s.close()
 

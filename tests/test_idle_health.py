@@ -17,7 +17,7 @@ from tests.hub_sessions import ADMIN, ALPHA, auth_hub, bearer
 def test_health_reports_store_embedder_and_index_without_scanning(hub: Hub) -> None:
     service = hub.runtime.service
     assert service is not None
-    service.store.group_counts = None  # type: ignore[assignment, method-assign]  # a scan would now fail
+    service.store.scan = None  # type: ignore[assignment, method-assign]  # a scan would now fail
     body = httpx.get(f"{hub.base}/health", timeout=30).json()
     assert body["ok"] is True and body["role"] == "owner"
     assert body["store"]["reachable"] and body["store"]["rows"] == 0 and body["store"]["load_state"] == "Loaded"

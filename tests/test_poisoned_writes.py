@@ -16,7 +16,7 @@ from mcp_memory_server import validation
 from mcp_memory_server.access import ANYONE
 from mcp_memory_server.errors import InvalidInput
 from mcp_memory_server.memory import Runtime
-from mcp_memory_server.models import MemoryIn, MemoryRecord
+from mcp_memory_server.models import IndexedMemory, MemoryIn
 from tests.conftest import Hub, call, call_error
 from tests.hub_sessions import ALPHA, BETA, auth_hub, http_session
 
@@ -94,10 +94,11 @@ async def test_a_write_milvus_refuses_fails_alone_while_another_tokens_concurren
         store = _store(hub)
         real_insert = store.insert
 
-        def spy(records: Sequence[MemoryRecord], vectors: Sequence[Sequence[float]]) -> None:
+        def spy(rows: Sequence[IndexedMemory]) -> None:
+            records = [row.record for row in rows]
             if any(r.content.startswith("poison") for r in records):
                 merged.append(sum(not r.content.startswith("poison") for r in records))
-            real_insert(records, vectors)
+            real_insert(rows)
 
         monkeypatch.setattr(store, "insert", spy)
         innocent: dict[str, str] = {}

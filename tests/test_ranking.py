@@ -41,16 +41,16 @@ async def test_semantic_recall_ranks_by_the_embedders_cosine_exactly(service: Me
     expected = sorted(MEMORIES, key=lambda m: -sum(a * b for a, b in zip(q, embedder.vector(m), strict=True)))
     assert [h.content for h in found.hits] == expected
     assert found.hits[0].content == "green apples taste sour"
-    assert found.hits[0].score == pytest.approx(sum(a * b for a, b in zip(q, embedder.vector(expected[0]),
+    assert found.hits[0].dense == pytest.approx(sum(a * b for a, b in zip(q, embedder.vector(expected[0]),
                                                                             strict=True)), abs=1e-4)
 
 
 async def test_the_stored_vector_is_the_embedding_of_the_content(service: MemoryService) -> None:
-    rows = service.store.get_with_vectors(MemoryFilter(communities=["c"]))
+    rows = service.store.get_indexed(MemoryFilter(communities=["c"]))
     embedder = service.embedder
     assert isinstance(embedder, WordHashEmbedder)
-    for record, vector in rows:
-        assert vector == pytest.approx(embedder.vector(record.content), abs=1e-6)
+    for row in rows:
+        assert row.dense == pytest.approx(embedder.vector(row.record.content), abs=1e-6)
 
 
 async def test_hybrid_recall_puts_a_memory_found_by_both_sides_first(service: MemoryService) -> None:

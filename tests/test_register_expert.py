@@ -12,7 +12,7 @@ from mcp import ClientSession
 from mcp_memory_server.errors import StoreError
 from mcp_memory_server.filters import MemoryFilter
 from mcp_memory_server.memory import Runtime
-from mcp_memory_server.models import LatestIn, MemoryRecord
+from mcp_memory_server.models import IndexedMemory, LatestIn
 from mcp_memory_server.routing import EXPERT_KINDS
 from tests.conftest import call, call_error
 
@@ -48,7 +48,7 @@ async def test_a_replacement_whose_insert_fails_keeps_the_old_profile_and_route_
     assert len(before) == 3 and (await routed(client))[0] == "db_expert"
     assert runtime.service is not None
 
-    def refuse(records: Sequence[MemoryRecord], vectors: Sequence[Sequence[float]]) -> None:
+    def refuse(rows: Sequence[IndexedMemory]) -> None:
         raise StoreError("Milvus call failed: refused for the test")
 
     monkeypatch.setattr(runtime.service.store, "insert", refuse)

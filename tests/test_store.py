@@ -18,6 +18,7 @@ from mcp_memory_server.models import MemoryRecord
 from mcp_memory_server.server import build_server
 from mcp_memory_server.store import MemoryStore
 from tests.conftest import call
+from tests.fakes import indexed
 
 OPEN_AND_COUNT = """
 import sys
@@ -25,7 +26,7 @@ from mcp_memory_server.filters import MemoryFilter
 from mcp_memory_server.store import MemoryStore
 store = MemoryStore(sys.argv[1], "c", 4, index_type="FLAT")
 store.open()
-print(store.count(MemoryFilter(communities=None)))
+print(len(store.get(MemoryFilter(communities=None))))
 store.close()
 """
 
@@ -34,13 +35,13 @@ def test_closing_the_store_releases_the_lite_database_for_another_process(tmp_pa
     uri = str(tmp_path / "release.db")
     store = MemoryStore(uri, "c", 4, index_type="FLAT")
     store.open()
-    store.insert([MemoryRecord("a", "hello", "c1", "note", [], "x", 1, "h", {})], [[1.0, 0.0, 0.0, 0.0]])
+    store.insert([indexed(MemoryRecord("a", "hello", "c1", "note", [], "x", 1, "h", {}), [1.0, 0.0, 0.0, 0.0])])
     store.close()  # this process lives on; the database must be free now
     other = subprocess.run([sys.executable, "-c", OPEN_AND_COUNT, uri], capture_output=True, text=True, timeout=120)
     assert other.returncode == 0, other.stderr[-2000:]
     assert other.stdout.strip() == "1"
     store.open()  # and this process can open it again
-    assert store.count(MemoryFilter(communities=["c1"])) == 1
+    assert len(store.get(MemoryFilter(communities=["c1"]))) == 1
     store.close()
 
 
@@ -56,31 +57,23 @@ def test_a_row_milvus_lite_holds_twice_after_a_crash_is_searched_and_counted_onc
     store = MemoryStore(str(tmp_path / "twice.db"), "c", 4, index_type="FLAT")
     store.open()
     try:
-        store.insert([MemoryRecord("a", "twice", "c1", "note", [], "x", 1, "h", {}),
-                      MemoryRecord("b", "once", "c1", "note", [], "x", 2, "h2", {})],
-                     [[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0]])
-        real_search, real_iterator = store.client.search, store.client.query_iterator
+        store.insert([indexed(MemoryRecord("a", "twice", "c1", "note", [], "x", 1, "h", {}), [1.0, 0.0, 0.0, 0.0]),
+                      indexed(MemoryRecord("b", "once", "c1", "note", [], "x", 2, "h2", {}), [0.0, 1.0, 0.0, 0.0])])
+        real_search, real_query = store.client.search, store.client.query
 
         def search_twice(*args: object, **kwargs: object) -> list[list[dict[str, object]]]:
             hits = real_search(*args, **kwargs)[0]
             return [[hits[0], *hits]]  # the best hit repeated, as Lite returns a replayed row
 
-        class IteratorTwice:  # every batch holds row "a" twice, as Lite's iterator returns a replayed row
-            def __init__(self, inner: Any) -> None:
-                self.inner = inner
-
-            def next(self) -> list[dict[str, Any]]:
-                batch: list[dict[str, Any]] = self.inner.next()
-                return [*batch, *(row for row in batch if row["id"] == "a")]
-
-            def close(self) -> None:
-                self.inner.close()
+        def query_twice(*args: object, **kwargs: object) -> list[dict[str, Any]]:
+            rows: list[dict[str, Any]] = real_query(*args, **kwargs)
+            return [*rows, *(row for row in rows if row["id"] == "a")]  # as Lite's iterator returns a replayed row
 
         monkeypatch.setattr(store.client, "search", search_twice)
-        monkeypatch.setattr(store.client, "query_iterator", lambda *a, **k: IteratorTwice(real_iterator(*a, **k)))
-        found = store.search(MemoryFilter(communities=["c1"]), 5, "semantic", vector=[1.0, 0.0, 0.0, 0.0])
+        monkeypatch.setattr(store.client, "query", query_twice)
+        found = store.search_dense(MemoryFilter(communities=["c1"]), [1.0, 0.0, 0.0, 0.0], 5)
         assert [r.id for r, _ in found] == ["a", "b"]
-        assert store.group_counts() == {("c1", "note"): 2}
+        assert sorted(row["id"] for row in store.scan(["c1"], ["kind"])) == ["a", "b"]
     finally:
         store.close()
 
