@@ -9,17 +9,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
 
 import anyio.to_thread
 
 from . import validation as check
 from .access import ANYONE, Caller, read_scope
 from .config import Limits, Settings
-from .errors import InvalidInput
+from .errors import InvalidInput, UnknownMemory
 from .filters import MemoryFilter
 from .models import LATEST_MAX, Expert, Experts, Latest, LatestIn, MemoryRecord, StoredMemory
 from .recent import ALL, RecentWrites, merge, newest
+from .records import is_live, iso, stored
 from .routing import EXPERT_KINDS, MAX_EXPERT_LINES, PROFILE_KIND, SKILL_KIND
 from .store import MemoryStore
 
@@ -54,6 +54,7 @@ class Browsing:
             tags=check.tags(list(request.tags or ()), self._limits),
             agent_ids=[check.agent_id(request.agent_id, self._limits)] if request.agent_id is not None else [],
             since_ms=check.since_ms(request.since),
+            live_at_ms=_now_ms(),
         )
         if scope == []:
             return Latest(memories=[], communities=[])
@@ -71,8 +72,22 @@ class Browsing:
         caller.require(name)
         wanted = check.memory_ids(list(ids), self._limits)
         found = await anyio.to_thread.run_sync(self.store.get_by_ids, wanted)
-        held = {r.id: r for r in found if r.community == name}
+        now = _now_ms()
+        held = {r.id: r for r in found if r.community == name and is_live(r, now)}
         return [stored(held[i]) for i in dict.fromkeys(wanted) if i in held]
+
+    async def memory(self, memory_id: str, caller: Caller = ANYONE) -> StoredMemory:
+        """The memory with this id, from any community the caller may read. Raises UnknownMemory
+        when there is none (never stored, forgotten, replaced or expired, or in a community the
+        caller may not read: the two are not told apart)."""
+        wanted = check.memory_ids([memory_id], self._limits)
+        found = await anyio.to_thread.run_sync(self.store.get_by_ids, wanted)
+        now = _now_ms()
+        for record in found:
+            if caller.may_access(record.community) and is_live(record, now):
+                return stored(record)
+        raise UnknownMemory(f"no memory with id {memory_id!r} in the communities you may read (it may have "
+                            "been forgotten, replaced or expired)")
 
     async def experts(self, community: str | None = None, caller: Caller = ANYONE) -> Experts:
         """The experts registered in `community` (default: the server's), by agent id, each with its
@@ -80,7 +95,7 @@ class Browsing:
         name = check.community_name(self.community(community))
         caller.require(name)
         lines = await anyio.to_thread.run_sync(lambda: self.store.get(
-            MemoryFilter(communities=[name], kinds=list(EXPERT_KINDS)), MAX_EXPERT_LINES))
+            MemoryFilter(communities=[name], kinds=list(EXPERT_KINDS), live_at_ms=_now_ms()), MAX_EXPERT_LINES))
         return Experts(experts=registered(lines), community=name)
 
     async def _newest_of(self, key: str) -> list[MemoryRecord]:
@@ -89,7 +104,7 @@ class Browsing:
         if kept is not None:
             return kept
         generation = self.recent.generation(key)
-        flt = MemoryFilter(communities=None if key == ALL else [key])
+        flt = MemoryFilter(communities=None if key == ALL else [key], live_at_ms=_now_ms())
         records = await anyio.to_thread.run_sync(self._read_newest, flt, self.recent.depth)
         self.recent.keep(key, records, generation)
         return records
@@ -118,17 +133,6 @@ def registered(lines: Sequence[MemoryRecord]) -> list[Expert]:
         experts.append(Expert(agent_id=agent, community=profile.community, description=profile.content, skills=own,
                               profile_id=profile.id, registered_at=iso(profile.created_at)))
     return experts
-
-
-def stored(record: MemoryRecord) -> StoredMemory:
-    return StoredMemory(id=record.id, content=record.content, community=record.community, kind=record.kind,
-                        tags=list(record.tags or []), agent_id=record.agent_id, thread=record.thread or None,
-                        created_at=iso(record.created_at), metadata=dict(record.metadata or {}))
-
-
-def iso(epoch_ms: int) -> str:
-    """Epoch milliseconds as ISO-8601 UTC, the way every output says when a memory was stored."""
-    return datetime.fromtimestamp(epoch_ms / 1000, tz=UTC).isoformat().replace("+00:00", "Z")
 
 
 def _now_ms() -> int:

@@ -1,4 +1,4 @@
-"""Command line: `mcp-memory-server serve | stats | doctor`.
+"""Command line: `mcp-memory-server serve | stats | export | import | doctor`.
 
 stdout belongs to the MCP protocol in stdio mode: everything human goes to stderr.
 """
@@ -19,6 +19,7 @@ from .config import Settings, load_settings
 from .errors import ConfigError
 from .memory import Runtime
 from .server import build_server
+from .transfer_files import export_command, import_command
 
 log = logging.getLogger("mcp_memory_server")
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -41,6 +42,22 @@ def main(argv: Sequence[str] | None = None) -> int:
                             "address and serve non-loopback clients: anyone who can reach it may read and write")
 
     sub.add_parser("stats", help="print counts per community and kind as JSON")
+    export = sub.add_parser("export", help="write every memory (of the communities given) as JSON Lines")
+    export.add_argument("--community", action="append", help="a community to export (repeat for several; "
+                                                              "default: every community you may read)")
+    export.add_argument("--out", help="the file to write (default: stdout)")
+    export.add_argument("--vectors", action="store_true", help="include each memory's dense vector, so that an "
+                                                               "import with the same embedder skips the embedding")
+    export.add_argument("--include-expired", action="store_true", help="also export expired memories not purged yet")
+    imports = sub.add_parser("import", help="store the memories of an export file, or of the MCP reference memory "
+                                            "server's memory.json")
+    imports.add_argument("file")
+    imports.add_argument("--community", help="the community to store them in (a memory.json's default: "
+                                             "MEMORY_DEFAULT_COMMUNITY; an export's: each memory's own)")
+    imports.add_argument("--dry-run", action="store_true", help="check every line and store nothing")
+    for command in (export, imports):
+        command.add_argument("--hub-url", help="go through this hub (default: MEMORY_HUB_URL, else the hub "
+                                               "advertised beside the database, else the store directly)")
     sub.add_parser("doctor", help="check settings, tokens, store, embedder and index; print a JSON report, "
                                   "exit 1 if something is wrong")
 
@@ -77,6 +94,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "stats":
         return anyio.run(_print_stats, settings)
+    if args.command in ("export", "import"):
+        if args.hub_url:
+            settings = settings.model_copy(update={"memory_hub_url": args.hub_url})
+        runtime = Runtime(settings)
+        if args.command == "export":
+            return anyio.run(export_command, runtime, args.community, args.out, args.vectors, args.include_expired)
+        return anyio.run(import_command, runtime, args.file, args.community, args.dry_run)
     if args.command == "doctor":
         from .doctor import doctor  # the hub's auth stack, only for this command
 

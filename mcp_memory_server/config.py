@@ -91,6 +91,9 @@ class Settings(BaseSettings):
     # With a Milvus server, other hubs write too: this hub re-reads a community's counts and keyword
     # statistics after this many seconds (tallies.py). Milvus Lite has one writer and needs none.
     memory_stats_ttl: float = Field(30.0, gt=0)
+    # Seconds between two purges of expired memories by the process that owns the store (expiry.py).
+    # Reads hide an expired memory at once; the purge only reclaims its row and re-indexes its thread.
+    memory_expiry_interval: float = Field(60.0, gt=0)
 
     embedding_provider: Literal["local", "openai"] = "local"
     embedding_model: str = "all-MiniLM-L6-v2"

@@ -4,7 +4,8 @@ hub client re-raises the same class on the other side (`from_wire`).
 
     MemoryServerError
     ├── InvalidInput          bad argument: empty/oversized content, bad community name, bad k, ...
-    │   └── UnknownCommunity  a named community holds no memories yet
+    │   ├── UnknownCommunity  a named community holds no memories yet
+    │   └── UnknownMemory     no memory with that id in the communities the caller may read (or it expired)
     ├── Forbidden             the caller's token does not grant that community
     ├── RateLimited           too many requests or open sessions for this token; retry after the given seconds
     ├── StoreError            Milvus cannot be opened or reached, or its collection does not fit
@@ -32,6 +33,11 @@ class InvalidInput(MemoryServerError, ValueError):
 
 class UnknownCommunity(InvalidInput):
     """A call named a community that holds no memories yet."""
+
+
+class UnknownMemory(InvalidInput):
+    """A call named a memory id that the caller's communities do not hold (never stored, forgotten,
+    replaced or expired)."""
 
 
 class Forbidden(MemoryServerError):
@@ -84,7 +90,7 @@ class ConfigError(MemoryServerError):
 ERROR_META_KEY = "mcp-memory-server/error"
 
 _CLASSES: dict[str, type[MemoryServerError]] = {
-    cls.__name__: cls for cls in (InvalidInput, UnknownCommunity, Forbidden, RateLimited, StoreError,
+    cls.__name__: cls for cls in (InvalidInput, UnknownCommunity, UnknownMemory, Forbidden, RateLimited, StoreError,
                                   DimensionMismatch, StoreLocked, StoreUnavailable, EmbeddingError, HubUnavailable,
                                   HubError, ConfigError)
 }

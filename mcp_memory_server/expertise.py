@@ -95,8 +95,9 @@ class Expertise:
         if request.community is not None and not await service.exists(name):
             raise UnknownCommunity(f"community {name!r} holds no memories yet, so it has no experts")
         store = service.store
+        now = int(time.time() * 1000)
         lines = await anyio.to_thread.run_sync(lambda: store.get_indexed(
-            MemoryFilter(communities=[name], kinds=list(EXPERT_KINDS)), limit=MAX_EXPERT_LINES))
+            MemoryFilter(communities=[name], kinds=list(EXPERT_KINDS), live_at_ms=now), limit=MAX_EXPERT_LINES))
         experts = sorted({m.record.agent_id for m in lines if m.record.kind == PROFILE_KIND})
         if not experts:
             return Routed(experts=[], community=name)
@@ -106,8 +107,7 @@ class Expertise:
         # apart: in one batch the short phrases would be padded to the question's length
         vectors = await service.embed([question]) + (await service.embed(parts) if parts else [])
         depth = min(16384, max(50, 20 * len(experts)))
-        flt = MemoryFilter(communities=[name], agent_ids=experts, exclude_kinds=list(EXPERT_KINDS),
-                           live_at_ms=int(time.time() * 1000))
+        flt = MemoryFilter(communities=[name], agent_ids=experts, exclude_kinds=list(EXPERT_KINDS), live_at_ms=now)
         experience = await anyio.to_thread.run_sync(lambda: store.search_dense(flt, vectors[0], depth))
         # profile and skill lines are few: compare every one with the question and its phrases here
         fits = similarities(vectors, [m.dense for m in lines])

@@ -40,6 +40,7 @@ class MemoryFilter:
     exclude_kinds: Sequence[str] = ()
     threads: Sequence[str] = ()
     live_at_ms: int | None = None  # only memories not expired at this time (epoch ms)
+    lapsed_at_ms: int | None = None  # only memories expired at this time (what the purge removes)
 
     def expression(self) -> str:
         """The filter expression, restricted to `communities` (an empty list is an error, so that a
@@ -68,4 +69,6 @@ class MemoryFilter:
             parts.append(f"created_at >= {int(self.since_ms)}")
         if self.live_at_ms is not None:
             parts.append(f"expires_at == 0 or expires_at > {int(self.live_at_ms)}")
+        if self.lapsed_at_ms is not None:
+            parts.append(f"expires_at > 0 and expires_at <= {int(self.lapsed_at_ms)}")
         return " and ".join(f"({p})" for p in parts)

@@ -19,6 +19,10 @@ one was (a thread continued days later keeps its context: measured, no time cut-
 memory whose `created_at` is earlier than some of its thread's (an import, a late arrival) takes
 its place by time, and the memories after it are re-indexed with their new context; so are the
 memories after one that is forgotten.
+
+An import may bring each memory's dense vector (from the same embedder): it is kept when the memory's
+context here is the one it had where it was exported (the same previous memory in its thread), and
+the memory is embedded again otherwise.
 """
 
 from __future__ import annotations
@@ -34,14 +38,18 @@ from .embeddings import Embedder
 from .filters import MemoryFilter
 from .keywords import doc_sparse
 from .models import IndexedMemory, MemoryRecord
+from .progress import Progress, report
 from .store import QUERY_LIMIT, MemoryStore
 from .tallies import Tallies
 from .writes import Writer
 
 KEYWORD_CONTEXT = 2  # previous memories whose words index a memory
 DENSE_CONTEXT = 1  # previous memories embedded with it
+EMBED_CHUNK = 64  # memories embedded between two progress reports (the embedder's own calls are as short)
 
 Thread = tuple[str, str]  # (community, thread)
+# Dense vectors an import brings: memory id -> (vector, id of the memory before it in its thread there).
+Given = dict[str, tuple[list[float], str | None]]
 
 
 def dense_text(content: str, previous: Sequence[MemoryRecord]) -> str:
@@ -75,12 +83,12 @@ class Indexer:
                 await stack.enter_async_context(self._locks[key])
             yield
 
-    async def index(self, records: Sequence[MemoryRecord],
-                    appended: set[str]) -> tuple[list[IndexedMemory], list[MemoryRecord]]:
+    async def index(self, records: Sequence[MemoryRecord], appended: set[str], given: Given | None = None,
+                    progress: Progress | None = None) -> tuple[list[IndexedMemory], list[MemoryRecord]]:
         """The new `records` indexed, and the existing memories after them in their threads whose
         context they change (to re-index once they are committed). `appended`: the records written
-        now (no time of their own), which go after every memory of their thread. Call with the
-        threads held."""
+        now (no time of their own), which go after every memory of their thread. `given`: dense
+        vectors an import brought (see the module docstring). Call with the threads held."""
         previous: dict[str, list[MemoryRecord]] = {}
         neighbours: dict[str, MemoryRecord] = {}
         for key, group in _by_thread(records).items():
@@ -98,7 +106,9 @@ class Indexer:
                     for after in ordered[i + 1:i + 1 + KEYWORD_CONTEXT]:
                         if after.id not in new_ids:
                             neighbours[after.id] = after
-        return await self._vectors(records, previous), list(neighbours.values())
+        kept = {i: vector for i, (vector, before) in (given or {}).items()
+                if [p.id for p in previous.get(i, [])[:DENSE_CONTEXT]] == ([before] if before else [])}
+        return await self._vectors(records, previous, kept, progress), list(neighbours.values())
 
     async def reindex(self, community: str, thread: str, ids: Sequence[str]) -> None:
         """Re-index existing memories of a thread with their current context (call with it held)."""
@@ -110,6 +120,19 @@ class Indexer:
         previous = {r.id: list(reversed(ordered[max(0, i - KEYWORD_CONTEXT):i])) for i, r in enumerate(ordered)}
         after = await self._vectors([m.record for m in before], previous)
         await self.writer.reindex(before, after)
+
+    async def remove(self, community: str, doomed: Sequence[IndexedMemory], *, lapsed_at: int | None = None) -> int:
+        """Delete memories of `community` and re-index the memories after them in their threads with
+        their new context; `lapsed_at`: only those still expired then (writes.Writer.delete).
+        Returns how many were deleted."""
+        gone = {m.record.id for m in doomed}
+        async with self.threads_held(m.record for m in doomed):
+            after = {key: await self.followers(key[0], key[1], group, gone)
+                     for key, group in _by_thread(m.record for m in doomed).items()}
+            deleted = await self.writer.delete(community, doomed, lapsed_at=lapsed_at)
+            for (name, thread), ids in after.items():
+                await self.reindex(name, thread, ids)
+        return deleted
 
     async def followers(self, community: str, thread: str, doomed: Sequence[MemoryRecord],
                         gone: set[str]) -> list[str]:
@@ -130,22 +153,33 @@ class Indexer:
         rows = self.store.get(MemoryFilter(communities=[community], threads=[thread]), limit=QUERY_LIMIT)
         return sorted(rows, key=lambda r: (r.seq, r.id))
 
-    async def _vectors(self, records: Sequence[MemoryRecord],
-                       previous: dict[str, list[MemoryRecord]]) -> list[IndexedMemory]:
+    async def _vectors(self, records: Sequence[MemoryRecord], previous: dict[str, list[MemoryRecord]],
+                       kept: dict[str, list[float]] | None = None,
+                       progress: Progress | None = None) -> list[IndexedMemory]:
+        kept = kept or {}
+        dense: dict[str, list[float]] = {}
+        todo = [r for r in records if r.id not in kept]
+        for start in range(0, len(todo), EMBED_CHUNK):
+            dense.update(await self._embed(todo[start:start + EMBED_CHUNK], previous))
+            await report(progress, start + len(todo[start:start + EMBED_CHUNK]), len(todo), "embedded")
+        out = []
+        for record in records:
+            tally = await self.tallies.get(record.community)
+            context = [p.content for p in previous.get(record.id, [])]
+            sparse, length = doc_sparse(record.content, context, tally.keywords.avgdl)
+            out.append(IndexedMemory(record, kept.get(record.id) or dense[record.id], sparse, length))
+        return out
+
+    async def _embed(self, records: Sequence[MemoryRecord],
+                     previous: dict[str, list[MemoryRecord]]) -> dict[str, list[float]]:
         texts = [r.content for r in records]
         with_context = [r for r in records if previous.get(r.id)]
         texts += [dense_text(r.content, previous[r.id]) for r in with_context]
         # Abandoned when cancelled: a hub that stops does not wait for a model call nobody will read.
         vectors = await anyio.to_thread.run_sync(self.embedder.embed, texts, abandon_on_cancel=True)
         contextual = dict(zip((r.id for r in with_context), vectors[len(records):], strict=True))
-        out = []
-        for record, vector in zip(records, vectors[:len(records)], strict=True):
-            tally = await self.tallies.get(record.community)
-            context = [p.content for p in previous.get(record.id, [])]
-            sparse, length = doc_sparse(record.content, context, tally.keywords.avgdl)
-            dense = mean(vector, contextual[record.id]) if record.id in contextual else vector
-            out.append(IndexedMemory(record, dense, sparse, length))
-        return out
+        return {r.id: mean(vector, contextual[r.id]) if r.id in contextual else vector
+                for r, vector in zip(records, vectors[:len(records)], strict=True)}
 
 
 def _by_thread(records: Iterable[MemoryRecord]) -> dict[Thread, list[MemoryRecord]]:

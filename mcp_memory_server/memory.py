@@ -25,6 +25,7 @@ import anyio.to_thread
 from .access import ANYONE, Caller
 from .config import Settings
 from .errors import MemoryServerError, StoreError, StoreUnavailable, UnknownCommunity
+from .exchange import ExportIn, ExportPage, Imported, ImportIn
 from .hub.advert import HubAddress, find_hub
 from .hub.client import HubClient
 from .hub.tokens import hub_token
@@ -32,6 +33,8 @@ from .models import (
     ExpertProfile,
     ForgetIn,
     Forgotten,
+    Latest,
+    LatestIn,
     MemoryIn,
     Recalled,
     RecallIn,
@@ -42,7 +45,11 @@ from .models import (
     Routed,
     RouteIn,
     Stats,
+    StoredMemory,
+    Updated,
+    UpdateIn,
 )
+from .progress import Progress
 
 if TYPE_CHECKING:
     from .service import MemoryService
@@ -56,12 +63,20 @@ class Memory(Protocol):
     """The verbs every memory backend offers: the local service, or a client of a remote hub."""
 
     async def remember(self, request: MemoryIn, caller: Caller = ANYONE) -> Remembered: ...
-    async def remember_many(self, request: RememberManyIn, caller: Caller = ANYONE) -> RememberedMany: ...
+    async def remember_many(self, request: RememberManyIn, caller: Caller = ANYONE,
+                            progress: Progress | None = None) -> RememberedMany: ...
     async def recall(self, request: RecallIn, caller: Caller = ANYONE) -> Recalled: ...
     async def register_expert(self, request: RegisterExpertIn, caller: Caller = ANYONE) -> ExpertProfile: ...
     async def route(self, request: RouteIn, caller: Caller = ANYONE) -> Routed: ...
     async def forget(self, request: ForgetIn, caller: Caller = ANYONE) -> Forgotten: ...
+    async def update(self, request: UpdateIn, caller: Caller = ANYONE) -> Updated: ...
     async def stats(self, caller: Caller = ANYONE) -> Stats: ...
+    async def latest(self, request: LatestIn, caller: Caller = ANYONE) -> Latest: ...
+    async def memory(self, memory_id: str, caller: Caller = ANYONE) -> StoredMemory: ...
+    async def export(self, request: ExportIn, caller: Caller = ANYONE,
+                     progress: Progress | None = None) -> ExportPage: ...
+    async def import_memories(self, request: ImportIn, caller: Caller = ANYONE,
+                              progress: Progress | None = None) -> Imported: ...
 
 
 class Runtime:
@@ -154,6 +169,11 @@ class Runtime:
                 await self.service.warm_up()
             except MemoryServerError as exc:  # the first embed reports it to the caller again
                 log.error("embedding model failed to load: %s", exc)
+        if self.service is not None:
+            # Imported here, with the store (see _own): the owner of the store purges expired memories.
+            from .expiry import purge_forever
+
+            await purge_forever(self.service, self.settings.memory_expiry_interval)
 
     def _join(self, hub: HubAddress) -> None:
         log.info("joining the memory hub at %s (from %s)", hub.url, hub.source)
@@ -195,7 +215,7 @@ class Runtime:
         self._memory = None
 
 
-NamedT = TypeVar("NamedT", MemoryIn, RecallIn, RegisterExpertIn, RouteIn, ForgetIn)
+NamedT = TypeVar("NamedT", MemoryIn, RecallIn, RegisterExpertIn, RouteIn, ForgetIn, UpdateIn, LatestIn)
 
 
 class JoinedHub:
@@ -211,8 +231,10 @@ class JoinedHub:
     async def remember(self, request: MemoryIn, caller: Caller = ANYONE) -> Remembered:
         return await self.hub.remember(self._named(request))
 
-    async def remember_many(self, request: RememberManyIn, caller: Caller = ANYONE) -> RememberedMany:
-        return await self.hub.remember_many(RememberManyIn(memories=[self._named(m) for m in request.memories]))
+    async def remember_many(self, request: RememberManyIn, caller: Caller = ANYONE,
+                            progress: Progress | None = None) -> RememberedMany:
+        return await self.hub.remember_many(RememberManyIn(memories=[self._named(m) for m in request.memories]),
+                                            progress=progress)
 
     async def recall(self, request: RecallIn, caller: Caller = ANYONE) -> Recalled:
         if request.community is not None or request.communities is not None:
@@ -236,8 +258,25 @@ class JoinedHub:
     async def forget(self, request: ForgetIn, caller: Caller = ANYONE) -> Forgotten:
         return await self.hub.forget(self._named(request))
 
+    async def update(self, request: UpdateIn, caller: Caller = ANYONE) -> Updated:
+        return await self.hub.update(self._named(request))
+
     async def stats(self, caller: Caller = ANYONE) -> Stats:
         return await self.hub.stats()
+
+    async def latest(self, request: LatestIn, caller: Caller = ANYONE) -> Latest:
+        return await self.hub.latest(request if request.communities is not None else self._named(request))
+
+    async def memory(self, memory_id: str, caller: Caller = ANYONE) -> StoredMemory:
+        return await self.hub.memory(memory_id)
+
+    async def export(self, request: ExportIn, caller: Caller = ANYONE,
+                     progress: Progress | None = None) -> ExportPage:
+        return await self.hub.export(request, progress=progress)
+
+    async def import_memories(self, request: ImportIn, caller: Caller = ANYONE,
+                              progress: Progress | None = None) -> Imported:
+        return await self.hub.import_memories(request, progress=progress)
 
     async def aclose(self) -> None:
         await self.hub.aclose()

@@ -27,6 +27,8 @@ MAX_KIND_BYTES = 128
 MAX_COMMUNITY_BYTES = 64
 MAX_ID_CHARS = 64
 
+MAX_TTL_SECONDS = 100 * 365 * 86_400  # the longest ttl_seconds (a century)
+
 RECALL_K = 10  # memories `recall` returns when the call gives no k (at most the MEMORY_MAX_K limit)
 ROUTE_K = 3  # experts `route` may return when the call gives no k (likewise)
 LATEST_LIMIT = 20  # newest memories `latest` returns when the call gives no limit
@@ -98,6 +100,9 @@ class MemoryIn(ToolInput):
                                                  "memories written before it in the same thread.")
     created_at: str | None = Field(None, description="When it happened (ISO-8601; default: now). Orders the "
                                                      "memory within its thread.")
+    ttl_seconds: int | None = Field(None, description="Forget it this many seconds from now (default: keep it "
+                                                      "for ever). An expired memory is never returned again.")
+    expires_at: str | None = Field(None, description="Forget it at this ISO-8601 time (instead of ttl_seconds).")
 
 
 class RememberManyIn(ToolInput):
@@ -157,6 +162,23 @@ class ForgetIn(ToolInput):
     thread: str | None = Field(None, description="Remove memories of this thread.")
 
 
+class UpdateIn(ToolInput):
+    """Changes to one memory: only the fields given change."""
+
+    id: str = Field(description="The id of the memory to change.")
+    community: CommunityArg = None
+    content: str | None = Field(None, description="New text. The memory is replaced by one with this text and "
+                                                  "a new id (ids follow community, thread and content).")
+    kind: str | None = Field(None, description="New kind.")
+    tags: list[str] | None = Field(None, description="New tags (they replace the old ones; [] removes them all).")
+    metadata: dict[str, Any] | None = Field(None, description="New metadata (replaces the old object).")
+    thread: str | None = Field(None, description="Move it to this thread (\"\" takes it out of its thread); it "
+                                                 "gets a new id, and both threads are re-indexed.",
+                               json_schema_extra={"maxLength": MAX_TAG_BYTES})
+    ttl_seconds: int | None = Field(None, description="Expire it this many seconds from now.")
+    expires_at: str | None = Field(None, description="Expire it at this ISO-8601 time; \"never\" keeps it for ever.")
+
+
 class NoInput(ToolInput):
     """A tool without arguments."""
 
@@ -182,6 +204,7 @@ def _shown_limits(name: str, limits: Limits) -> dict[str, Any]:
         "agent_id": {"minLength": 1, "maxLength": limits.agent_id_chars},
         "memories": {"minItems": 1, "maxItems": limits.batch},
         "ids": {"maxItems": limits.batch},
+        "ttl_seconds": {"minimum": 1, "maximum": MAX_TTL_SECONDS},
         "skills": {"maxItems": limits.batch - 1},
     }
     return shown.get(name, {})
@@ -194,9 +217,11 @@ def with_limits(model: type[InputT], limits: Limits) -> type[InputT]:
     fields: dict[str, Any] = {}
     for name, info in model.model_fields.items():
         annotation: Any = info.annotation
-        if name == "memories":
+        if name == "memories" and issubclass(model, RememberManyIn):
             annotation = list[with_limits(MemoryIn, limits)]  # type: ignore[misc]
-        changes: dict[str, Any] = {"json_schema_extra": _shown_limits(name, limits) or None}
+        # A field that shows its own limits keeps them (update's thread may be "", to leave its thread).
+        shown = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else _shown_limits(name, limits)
+        changes: dict[str, Any] = {"json_schema_extra": shown or None}
         if name == "k" and isinstance(info.default, int):
             changes["default"] = min(info.default, limits.k)
         fields[name] = (annotation, FieldInfo.merge_field_infos(info, **changes))
@@ -213,7 +238,9 @@ class Remembered(BaseModel):
                                 "always has the same id).")
     community: str
     duplicate: bool = Field(description="True when identical content was already stored in this community; "
-                                        "the existing memory's id is returned and nothing new is stored.")
+                                        "the existing memory's id is returned and nothing new is stored (its "
+                                        "tags, kind, metadata and expiry stay as they were: `update` changes "
+                                        "them).")
 
 
 class RememberedMany(BaseModel):
@@ -243,6 +270,7 @@ class Hit(BaseModel):
     created_at: str = Field(description="When it happened: when it was stored, unless the writer said "
                                         "(ISO-8601, UTC).")
     metadata: dict[str, Any]
+    expires_at: str | None = Field(None, description="When it will be forgotten (ISO-8601, UTC), if ever.")
 
 
 class Recalled(BaseModel):
@@ -266,6 +294,7 @@ class StoredMemory(BaseModel):
     created_at: str = Field(description="When it happened: when it was stored, unless the writer said "
                                         "(ISO-8601, UTC).")
     metadata: dict[str, Any]
+    expires_at: str | None = Field(None, description="When it will be forgotten (ISO-8601, UTC), if ever.")
 
 
 class Latest(BaseModel):
@@ -318,6 +347,16 @@ class Routed(BaseModel):
 
     experts: list[ExpertMatch]
     community: str
+
+
+class Updated(BaseModel):
+    """Result of an update."""
+
+    id: str = Field(description="The memory's id now.")
+    previous_id: str | None = Field(None, description="The id it had, when a new text or thread replaced it "
+                                                      "(that id no longer exists).")
+    community: str
+    changed: list[str] = Field(description="The fields that changed.")
 
 
 class Forgotten(BaseModel):

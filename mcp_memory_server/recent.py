@@ -112,6 +112,10 @@ class RecentWrites:
         entry = self._entries.get(key)
         if entry is None or (self.ttl is not None and self._clock() - entry.read_at > self.ttl):
             return None
+        now = int(time.time() * 1000)
+        if any(0 < r.expires_at <= now for r in entry.records):  # one expired: the list is read again
+            del self._entries[key]
+            return None
         return entry.records
 
     def generation(self, key: str) -> int:

@@ -3,7 +3,9 @@
 `TOOLS` lists the tools: name, input model (its fields are the tool's arguments), output model
 (returned as structured content), annotations, description. Errors are raised, never returned:
 the client gets `isError` with the message, and `_meta` names the error class (errors.to_wire)
-so that a hub client re-raises the same class.
+so that a hub client re-raises the same class. A call that sends a progress token hears the
+progress of remember_many, export and import. The resources are resources.py's, the prompts
+prompts.py's; they answer with the same grants (`caller_of`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from . import validation as check
 from .access import ANYONE, Caller
 from .config import Limits
 from .errors import ERROR_META_KEY, InvalidInput, MemoryServerError, to_wire
+from .exchange import ExportIn, ExportPage, Imported, ImportIn
 from .memory import Memory, Runtime
 from .models import (
     Communities,
@@ -43,8 +46,13 @@ from .models import (
     RouteIn,
     Stats,
     ToolInput,
+    Updated,
+    UpdateIn,
     with_limits,
 )
+from .progress import Progress
+from .prompts import Prompts
+from .resources import Resources
 
 INSTRUCTIONS = """\
 A long-term memory shared by every agent connected to it, split into communities (teams,
@@ -61,8 +69,10 @@ REFUSED_STATE_KEY = "memory_refused"
 READ_ONLY = ToolAnnotations(readOnlyHint=True, destructiveHint=False, idempotentHint=True, openWorldHint=False)
 WRITE = ToolAnnotations(readOnlyHint=False, destructiveHint=False, idempotentHint=True, openWorldHint=False)
 DESTRUCTIVE = ToolAnnotations(readOnlyHint=False, destructiveHint=True, idempotentHint=True, openWorldHint=False)
+# A second identical update finds the memory replaced (new text or thread) and says so.
+REPLACING = ToolAnnotations(readOnlyHint=False, destructiveHint=True, idempotentHint=False, openWorldHint=False)
 
-Verb = Callable[[Memory, Any, Caller], Awaitable[BaseModel]]
+Verb = Callable[[Memory, Any, Caller, Progress | None], Awaitable[BaseModel]]
 
 
 async def _communities(memory: Memory, caller: Caller) -> Communities:
@@ -83,35 +93,49 @@ class ToolDef:
 
 TOOLS: tuple[ToolDef, ...] = (
     ToolDef("remember", MemoryIn, Remembered, WRITE,
-            "Store a memory in the shared long-term memory. Identical content already stored in the same "
-            "community is not stored twice: its id comes back with duplicate=true.",
-            lambda m, r, c: m.remember(r, c)),
+            "Store a memory in the shared long-term memory, optionally until an expiry (ttl_seconds or "
+            "expires_at). Identical content already stored in the same community is not stored twice: its id "
+            "comes back with duplicate=true and the stored memory is left as it is (use `update` to change "
+            "its tags, kind, metadata or expiry).",
+            lambda m, r, c, p: m.remember(r, c)),
     ToolDef("remember_many", RememberManyIn, RememberedMany, WRITE,
             "Store many memories in one call (embedded in batches). Every item is checked first: if one is "
             "invalid, nothing is stored and the error names it.",
-            lambda m, r, c: m.remember_many(r, c)),
+            lambda m, r, c, p: m.remember_many(r, c, p)),
     ToolDef("recall", RecallIn, Recalled, READ_ONLY,
             "Find the memories most relevant to a query, best first.",
-            lambda m, r, c: m.recall(r, c)),
+            lambda m, r, c, p: m.recall(r, c)),
     ToolDef("register_expert", RegisterExpertIn, ExpertProfile, DESTRUCTIVE,
             "Register (or replace) an expert's profile so that `route` can send it questions. Replaces the "
             "expert's previous description and skills in that community.",
-            lambda m, r, c: m.register_expert(r, c)),
+            lambda m, r, c, p: m.register_expert(r, c)),
     ToolDef("route", RouteIn, Routed, READ_ONLY,
             "Choose the registered experts best placed to answer a question, judged by their profiles and by "
             "the memories they wrote (past answers, knowledge). Returns an empty list when no expert is a "
             "confident match.",
-            lambda m, r, c: m.route(r, c)),
+            lambda m, r, c, p: m.route(r, c)),
+    ToolDef("update", UpdateIn, Updated, REPLACING,
+            "Change one memory: its tags, kind, metadata or expiry in place; a new content or thread replaces "
+            "it with a memory under a new id (the answer names both). Only the fields given change.",
+            lambda m, r, c, p: m.update(r, c)),
     ToolDef("forget", ForgetIn, Forgotten, DESTRUCTIVE,
             "Remove memories from one community, by id or by kind / tags / agent. All given conditions must "
             "hold. Returns how many were removed.",
-            lambda m, r, c: m.forget(r, c)),
+            lambda m, r, c, p: m.forget(r, c)),
     ToolDef("stats", NoInput, Stats, READ_ONLY,
             "Counts per community and kind, and how the memory is stored (URI, embedder, index).",
-            lambda m, r, c: m.stats(c)),
+            lambda m, r, c, p: m.stats(c)),
     ToolDef("list_communities", NoInput, Communities, READ_ONLY,
             "The communities you may read, with how many memories of each kind they hold.",
-            lambda m, r, c: _communities(m, c)),
+            lambda m, r, c, p: _communities(m, c)),
+    ToolDef("export", ExportIn, ExportPage, READ_ONLY,
+            "Every memory of the communities you may read, with every field, a page at a time: call again "
+            "with next_cursor until it is null. The lines of an export file (`mcp-memory-server export`).",
+            lambda m, r, c, p: m.export(r, c, p)),
+    ToolDef("import", ImportIn, Imported, WRITE,
+            "Store memories as `export` gives them, keeping their time, thread, expiry and (for a token "
+            "granted every community) author. Every memory is checked first; importing twice stores once.",
+            lambda m, r, c, p: m.import_memories(r, c, p)),
 )
 
 
@@ -129,6 +153,24 @@ def caller_of(ctx: Context[Any, Any, Any]) -> Caller:
     """The caller the HTTP layer attached to this request; stdio and in-memory callers are trusted."""
     caller = request_state(ctx).get(CALLER_STATE_KEY)
     return caller if isinstance(caller, Caller) else ANYONE
+
+
+def progress_of(ctx: Context[Any, Any, Any]) -> Progress | None:
+    """Progress notifications for this call, when the client sent a progress token."""
+    try:
+        meta = ctx.request_context.meta
+    except ValueError:  # outside a request
+        return None
+    if meta is None or meta.progressToken is None:
+        return None
+
+    async def send(progress: float, total: float | None, message: str | None) -> None:
+        try:
+            await ctx.report_progress(progress, total, message)
+        except Exception:  # a client that went away still gets its call finished
+            pass
+
+    return send
 
 
 class MemoryMCP(FastMCP):
@@ -180,7 +222,7 @@ def tool_function(tool: ToolDef, limits: Limits, runtime: Runtime | None) -> Cal
             raise RuntimeError(f"{tool.name}: this server lists tools only")
         request = model.model_validate(arguments)
         async with runtime.call():
-            return await tool.verb(await runtime.memory(), request, caller_of(ctx))
+            return await tool.verb(await runtime.memory(), request, caller_of(ctx), progress_of(ctx))
 
     parameters = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=Annotated[field.annotation, field],
                                     default=inspect.Parameter.empty if field.is_required() else field.get_default())
@@ -209,4 +251,17 @@ def build_server(runtime: Runtime, *, host: str = "127.0.0.1", port: int = 8765,
         mcp.arguments[tool.name] = list(tool.input.model_fields)
         mcp.add_tool(tool_function(tool, runtime.settings.limits, runtime), name=tool.name,
                      description=tool.description, annotations=tool.annotations)
+
+    async def memory() -> Memory:
+        async with runtime.call():
+            return await runtime.memory()
+
+    def caller() -> Caller:
+        return caller_of(mcp.get_context())
+
+    def session() -> Any:
+        return mcp.get_context().session
+
+    Resources(memory, caller, session, lambda: runtime.service).register(mcp._mcp_server)
+    Prompts(memory, caller).register(mcp._mcp_server)
     return mcp

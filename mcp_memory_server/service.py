@@ -7,7 +7,6 @@ for conditions a caller can act on.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections import defaultdict
 
@@ -16,13 +15,15 @@ import anyio.to_thread
 
 from . import validation as check
 from .access import ANYONE, Caller, read_scope
-from .browse import Browsing, iso
+from .browse import Browsing
 from .config import Settings
+from .editing import Editing
 from .embeddings import Embedder
-from .errors import Forbidden, InvalidInput
+from .errors import InvalidInput
+from .exchange import ExportIn, ExportPage, Imported, ImportIn
 from .expertise import Expertise
 from .filters import MemoryFilter
-from .indexing import Indexer
+from .indexing import Given, Indexer
 from .keywords import KeywordStats, query_sparse
 from .models import (
     LATEST_MAX,
@@ -43,12 +44,16 @@ from .models import (
     Routed,
     RouteIn,
     Stats,
-    memory_id,
+    Updated,
+    UpdateIn,
 )
+from .progress import Progress, report
 from .ranking import Candidate, Scored, fuse, keyword_score, semantic_score
 from .recent import OWN_TTL_S, SHARED_TTL_S, RecentWrites
+from .records import iso, to_record
 from .routing import RoutingPolicy
 from .store import QUERY_LIMIT, MemoryStore
+from .transfer import Transfer
 from .writes import Writer
 
 
@@ -66,6 +71,8 @@ class MemoryService(Browsing):
         self.writer = Writer(store, stats_ttl=None if store.is_lite else settings.memory_stats_ttl)
         self.indexer = Indexer(store, embedder, self.writer)
         self._expertise = Expertise(self, routing or RoutingPolicy())
+        self._editing = Editing(self)
+        self._transfer = Transfer(self)
         self.recent = RecentWrites(LATEST_MAX, ttl=OWN_TTL_S if store.exclusive else SHARED_TTL_S)
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -91,11 +98,13 @@ class MemoryService(Browsing):
         """Store one memory; see `remember_many`."""
         return (await self.remember_many(RememberManyIn(memories=[item]), caller)).results[0]
 
-    async def remember_many(self, request: RememberManyIn, caller: Caller = ANYONE) -> RememberedMany:
+    async def remember_many(self, request: RememberManyIn, caller: Caller = ANYONE,
+                            progress: Progress | None = None) -> RememberedMany:
         """Store memories, indexed with their thread context (`indexing.py`). All items are
         validated before anything is written; a bad item fails the whole call. Identical content
         already in the same community (and thread) is not stored again: its existing id comes back
-        with `duplicate=True`."""
+        with `duplicate=True` and the stored memory is left as it is (`update` changes it).
+        `progress` hears how many of the new memories are embedded."""
         items = request.memories
         if not items:
             raise InvalidInput("nothing to remember: pass at least one memory")
@@ -104,18 +113,9 @@ class MemoryService(Browsing):
                                "send them in several calls")
         now = int(time.time() * 1000)
         records = [self.to_record(item, caller, now, i, len(items) > 1) for i, item in enumerate(items)]
-        communities = sorted({r.community for r in records})
-        existing = await anyio.to_thread.run_sync(self.store.existing_ids, communities, [r.id for r in records])
-        fresh = list({r.id: r for r in records if r.id not in existing}.values())
-        inserted: set[str] = set()
-        if fresh:
-            async with self.indexer.threads_held(fresh):
-                indexed, neighbours = await self.indexer.index(fresh, appended={r.id for r in fresh
-                                                                                if r.created_at == now})
-                inserted = await self.writer.commit(indexed)
-                self.recent.wrote(r for r in fresh if r.id in inserted)
-                for (community, thread), group in _threads(neighbours).items():
-                    await self.indexer.reindex(community, thread, [r.id for r in group])
+        inserted = await self.write(records, appended={r.id for r in records if r.created_at == now},
+                                    progress=progress)
+        await report(progress, len(records), len(records), "stored")
         results: list[Remembered] = []
         claimed: set[str] = set()
         for record in records:
@@ -124,30 +124,43 @@ class MemoryService(Browsing):
             results.append(Remembered(id=record.id, community=record.community, duplicate=not new))
         return RememberedMany(results=results, stored=len(inserted), duplicates=len(records) - len(inserted))
 
+    async def write(self, records: list[MemoryRecord], *, appended: set[str], given: Given | None = None,
+                    progress: Progress | None = None) -> set[str]:
+        """Store those of `records` not stored yet, indexed with their thread context (`appended`
+        and `given`: see `Indexer.index`), and re-index the memories after them; return the ids
+        stored. The records must be valid (`to_record`)."""
+        communities = sorted({r.community for r in records})
+        existing = await anyio.to_thread.run_sync(self.store.existing_ids, communities, [r.id for r in records],
+                                                  int(time.time() * 1000))
+        fresh = list({r.id: r for r in records if r.id not in existing}.values())
+        inserted: set[str] = set()
+        if fresh:
+            async with self.indexer.threads_held(fresh):
+                indexed, neighbours = await self.indexer.index(fresh, appended, given, progress)
+                inserted = await self.writer.commit(indexed)
+                self.recent.wrote(r for r in fresh if r.id in inserted)
+                for (community, thread), group in _threads(neighbours).items():
+                    await self.indexer.reindex(community, thread, [r.id for r in group])
+        return inserted
+
     def to_record(self, item: MemoryIn, caller: Caller, now: int, position: int = 0,
                   many: bool = False) -> MemoryRecord:
         """`item` validated as the record it would be stored as (InvalidInput / Forbidden if not)."""
-        try:
-            community = check.community_name(self.community(item.community))
-            caller.require(community)
-            text = check.content(item.content, self._limits)
-            thread = check.thread(item.thread, self._limits) if item.thread is not None else ""
-            created_at = check.moment(item.created_at, "created_at") or now
-            return MemoryRecord(
-                id=memory_id(community, text, thread),
-                content=text,
-                community=community,
-                kind=check.kind(item.kind, self._limits),
-                tags=check.tags(item.tags or [], self._limits),
-                agent_id=caller.agent_id or check.agent_id(item.agent_id or "anonymous", self._limits),
-                created_at=created_at,
-                content_hash=hashlib.sha256(text.encode()).hexdigest(),
-                metadata=check.metadata({} if item.metadata is None else item.metadata, self._limits),
-                thread=thread,
-                seq=created_at * 1_000_000 + position,
-            )
-        except (InvalidInput, Forbidden) as exc:
-            raise type(exc)(f"memory {position}: {exc}" if many else str(exc)) from exc
+        return to_record(item, caller, community=self.community(item.community), limits=self._limits, now=now,
+                         position=position, many=many)
+
+    async def update(self, request: UpdateIn, caller: Caller = ANYONE) -> Updated:
+        """Change one memory's fields; see `editing.Editing.update`."""
+        return await self._editing.update(request, caller)
+
+    async def export(self, request: ExportIn, caller: Caller = ANYONE, progress: Progress | None = None) -> ExportPage:
+        """One page of an export; see `transfer.Transfer.export`."""
+        return await self._transfer.export(request, caller, progress)
+
+    async def import_memories(self, request: ImportIn, caller: Caller = ANYONE,
+                              progress: Progress | None = None) -> Imported:
+        """Store memories of an export; see `transfer.Transfer.import_memories`."""
+        return await self._transfer.import_memories(request, caller, progress)
 
     async def register_expert(self, request: RegisterExpertIn, caller: Caller = ANYONE) -> ExpertProfile:
         """Store (or replace) an expert's profile; see `expertise.Expertise.register`."""
@@ -170,19 +183,12 @@ class MemoryService(Browsing):
             tags=check.tags(list(request.tags or ()), self._limits),
             agent_ids=[check.agent_id(request.agent_id, self._limits)] if request.agent_id is not None else [],
             threads=[check.thread(request.thread, self._limits)] if request.thread is not None else [],
+            live_at_ms=int(time.time() * 1000),  # the expired ones are the purge's (expiry.py)
         )
         deleted = 0
         while doomed := await anyio.to_thread.run_sync(lambda: self.store.get_indexed(flt, limit=QUERY_LIMIT)):
-            gone = {m.record.id for m in doomed}
-            async with self.indexer.threads_held(m.record for m in doomed):
-                after = {}
-                for (community, thread), group in _threads([m.record for m in doomed]).items():
-                    after[(community, thread)] = await self.indexer.followers(community, thread, group, gone)
-                await self.writer.delete(name, doomed)
-                self.recent.forgot(name)
-                for (community, thread), ids in after.items():
-                    await self.indexer.reindex(community, thread, ids)
-            deleted += len(doomed)
+            deleted += await self.indexer.remove(name, doomed)
+            self.recent.forgot(name)
             if len(doomed) < QUERY_LIMIT:
                 break
         return Forgotten(deleted=deleted)
@@ -299,4 +305,5 @@ def _hit(found: Scored) -> Hit:
         thread=record.thread or None,
         created_at=iso(record.created_at),
         metadata=dict(record.metadata or {}),
+        expires_at=iso(record.expires_at) if record.expires_at else None,
     )

@@ -239,15 +239,21 @@ class MemoryStore:
 
     # -- reads -----------------------------------------------------------------------------
 
-    def existing_ids(self, communities: Sequence[str], ids: Sequence[str]) -> set[str]:
+    def existing_ids(self, communities: Sequence[str], ids: Sequence[str], live_at: int | None = None) -> set[str]:
+        """Which of `ids` are stored in `communities` (and have not expired at `live_at`, epoch ms)."""
+        return {i for i, expires in self.expiries(communities, ids).items()
+                if live_at is None or expires == 0 or expires > live_at}
+
+    def expiries(self, communities: Sequence[str], ids: Sequence[str]) -> dict[str, int]:
+        """{id: expires_at} of those of `ids` stored in `communities` (0: never expires)."""
         if not ids:
-            return set()
+            return {}
         # By primary key alone, then the community in Python: an `id in [...]` query is a key lookup
         # (~1 ms), while adding the community clause makes Milvus Lite scan (~30 ms at 2k rows).
         rows = self._call(self.client.query, self.collection, filter=f"id in {quote_list(ids)}",
-                          output_fields=["id", "community"])
+                          output_fields=["id", "community", "expires_at"])
         wanted = set(communities)
-        return {r["id"] for r in rows if r["community"] in wanted}
+        return {r["id"]: int(r.get("expires_at") or 0) for r in rows if r["community"] in wanted}
 
     def get(self, flt: MemoryFilter, limit: int = 1000) -> list[MemoryRecord]:
         rows = self._call(self.client.query, self.collection, filter=flt.expression(),
@@ -260,7 +266,15 @@ class MemoryStore:
         if not ids:
             return []
         rows = self._call(self.client.query, self.collection, filter=f"id in {quote_list(ids)}", output_fields=FIELDS)
-        return [_record(r) for r in rows]
+        return [_record(r) for r in _once(rows, set())]
+
+    def get_indexed_by_ids(self, ids: Sequence[str]) -> list[IndexedMemory]:
+        """Like `get_by_ids`, with each memory's vectors."""
+        if not ids:
+            return []
+        rows = self._call(self.client.query, self.collection, filter=f"id in {quote_list(ids)}",
+                          output_fields=[*FIELDS, "dense", "sparse", "kw_len"])
+        return [_indexed(r) for r in _once(rows, set())]
 
     def stamps(self, flt: MemoryFilter, limit: int) -> list[tuple[str, int]]:
         """(id, created_at) of at most `limit` memories the filter matches, in no particular order:

@@ -12,7 +12,15 @@ from pydantic import ValidationError
 
 from .config import Limits, is_community_name
 from .errors import InvalidInput
-from .models import MAX_AGENT_ID_BYTES, MAX_CONTENT_BYTES, MAX_ID_CHARS, MAX_KIND_BYTES, MAX_TAG_BYTES, MAX_TAGS
+from .models import (
+    MAX_AGENT_ID_BYTES,
+    MAX_CONTENT_BYTES,
+    MAX_ID_CHARS,
+    MAX_KIND_BYTES,
+    MAX_TAG_BYTES,
+    MAX_TAGS,
+    MAX_TTL_SECONDS,
+)
 
 # The integers a Milvus JSON field holds (pymilvus refuses wider ones and fails the whole insert).
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
@@ -201,6 +209,25 @@ def moment(value: str | None, what: str) -> int | None:
     if not 1970 <= when.year <= 9999 or when.timestamp() < 0:
         raise InvalidInput(f"{what} {value!r} is before 1970: give a later date")
     return int(when.timestamp() * 1000)
+
+
+def expiry(ttl_seconds: int | None, expires_at: str | None, now: int, *, past_ok: bool = False) -> int:
+    """When a memory expires, in epoch milliseconds (0: never), from a ttl in seconds or an ISO-8601
+    time. A time already passed is refused unless `past_ok` (an import of a memory that expired)."""
+    if ttl_seconds is not None and expires_at is not None:
+        raise InvalidInput("pass ttl_seconds or expires_at, not both")
+    if ttl_seconds is not None:
+        if isinstance(ttl_seconds, bool) or not isinstance(ttl_seconds, int) or not 1 <= ttl_seconds <= MAX_TTL_SECONDS:
+            raise InvalidInput(f"ttl_seconds must be a whole number of seconds from 1 to {MAX_TTL_SECONDS} "
+                               f"(a century), got {ttl_seconds!r}")
+        return now + ttl_seconds * 1000
+    when = moment(expires_at, "expires_at")
+    if when is None:
+        return 0
+    if when <= now and not past_ok:
+        raise InvalidInput(f"expires_at {expires_at!r} has already passed: give a later time, or leave it out to "
+                           "keep the memory for ever")
+    return when
 
 
 def thread(value: str, limits: Limits) -> str:

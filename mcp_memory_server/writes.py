@@ -10,11 +10,17 @@ A merged insert that Milvus refuses is retried one write at a time, so that a wr
 refuses fails alone and never takes other callers' writes down with it. When Milvus is down or
 hung (`StoreUnavailable`) every write of the batch fails at once instead: one at a time, each
 would wait its own MILVUS_TIMEOUT.
+
+A memory that expired but is not purged yet does not hold its id: the same content written again
+replaces its row. After each change the writer tells its watchers which communities changed (the
+MCP server's resource notifications, `resources.py`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import anyio
@@ -24,6 +30,10 @@ from .errors import StoreUnavailable
 from .models import IndexedMemory
 from .store import MemoryStore
 from .tallies import Tallies
+
+log = logging.getLogger(__name__)
+
+Watcher = Callable[[set[str]], Awaitable[None]]  # told the communities a change touched
 
 
 @dataclass
@@ -43,6 +53,7 @@ class Writer:
         self.store = store
         self.lock = anyio.Lock()
         self.tallies = Tallies(store, self.lock, stats_ttl)
+        self.watchers: list[Watcher] = []
         self._pending: list[_PendingWrite] = []
 
     async def commit(self, rows: list[IndexedMemory]) -> set[str]:
@@ -63,6 +74,7 @@ class Writer:
                             pending.done = True
         if write.error is not None:
             raise write.error
+        await self._changed(m.record.community for m in rows if m.record.id in write.inserted)
         return write.inserted
 
     async def _commit(self, batch: list[_PendingWrite]) -> None:
@@ -79,7 +91,9 @@ class Writer:
     async def _insert(self, batch: list[_PendingWrite]) -> None:
         ids = [m.record.id for write in batch for m in write.rows]
         communities = sorted({m.record.community for write in batch for m in write.rows})
-        claimed = await anyio.to_thread.run_sync(self.store.existing_ids, communities, ids)
+        stored = await anyio.to_thread.run_sync(self.store.expiries, communities, ids)
+        now = int(time.time() * 1000)
+        claimed = {i for i, expires in stored.items() if expires == 0 or expires > now}
         fresh: list[IndexedMemory] = []
         for write in batch:
             write.inserted = set()
@@ -88,6 +102,13 @@ class Writer:
                     claimed.add(m.record.id)
                     write.inserted.add(m.record.id)
                     fresh.append(m)
+        overwritten: dict[str, list[str]] = {}  # expired rows that the same content written again replaces
+        for m in fresh:
+            if m.record.id in stored:
+                overwritten.setdefault(m.record.community, []).append(m.record.id)
+        for community, expired in overwritten.items():
+            await anyio.to_thread.run_sync(self.store.delete, community, expired)
+            self.tallies.overwritten(community, expired)
         await anyio.to_thread.run_sync(self.store.insert, fresh)
         self.tallies.added(fresh)
 
@@ -98,10 +119,29 @@ class Writer:
                 with anyio.CancelScope(shield=True):
                     await anyio.to_thread.run_sync(self.store.upsert, after)
                     self.tallies.reindexed(before, after)
+            await self._changed(m.record.community for m in after)
 
-    async def delete(self, community: str, memories: Sequence[IndexedMemory]) -> None:
+    async def delete(self, community: str, memories: Sequence[IndexedMemory], *, lapsed_at: int | None = None) -> int:
+        """Delete `memories` of `community`; with `lapsed_at` (epoch ms), only those still expired
+        then (the purge: one written again meanwhile is a new memory and stays). Returns how many."""
+        if not memories:
+            return 0
+        async with self.lock:
+            with anyio.CancelScope(shield=True):
+                if lapsed_at is not None:
+                    stored = await anyio.to_thread.run_sync(self.store.expiries, [community],
+                                                            [m.record.id for m in memories])
+                    memories = [m for m in memories if 0 < stored.get(m.record.id, 0) <= lapsed_at]
+                await anyio.to_thread.run_sync(self.store.delete, community, [m.record.id for m in memories])
+                self.tallies.removed(memories)
         if memories:
-            async with self.lock:
-                with anyio.CancelScope(shield=True):
-                    await anyio.to_thread.run_sync(self.store.delete, community, [m.record.id for m in memories])
-                    self.tallies.removed(memories)
+            await self._changed([community])
+        return len(memories)
+
+    async def _changed(self, communities: Iterable[str]) -> None:
+        touched = set(communities)
+        for watcher in list(self.watchers) if touched else ():
+            try:
+                await watcher(touched)
+            except Exception:  # a watcher's failure (a client gone) is never the writer's
+                log.warning("a change watcher failed", exc_info=True)

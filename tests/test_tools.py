@@ -14,9 +14,9 @@ pytestmark = pytest.mark.anyio
 
 async def test_tools_are_listed_with_schemas_and_annotations(client: ClientSession) -> None:
     tools = {t.name: t for t in (await client.list_tools()).tools}
-    assert set(tools) == {"remember", "remember_many", "recall", "register_expert", "route", "forget", "stats",
-                          "list_communities"}
-    for name in ("recall", "route", "stats", "list_communities"):
+    assert set(tools) == {"remember", "remember_many", "recall", "register_expert", "route", "update", "forget",
+                          "stats", "list_communities", "export", "import"}
+    for name in ("recall", "route", "stats", "list_communities", "export"):
         assert tools[name].annotations is not None and tools[name].annotations.readOnlyHint is True
     assert tools["forget"].annotations is not None and tools["forget"].annotations.destructiveHint is True
     assert tools["remember"].annotations is not None and tools["remember"].annotations.readOnlyHint is False

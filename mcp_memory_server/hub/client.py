@@ -8,13 +8,15 @@ and is retried once, which is safe because every tool is idempotent. A connectio
 while a call waits (the hub died) fails the call at once, rather than when the wait times out;
 a hub that does not answer at all fails it after `timeout` seconds (MEMORY_HUB_TIMEOUT). A tool
 error is re-raised as the hub's own error class (`errors.from_wire`): Forbidden, InvalidInput,
-RateLimited (with its `retry_after`) arrive as themselves.
+RateLimited (with its `retry_after`) arrive as themselves; so does an error reading a resource.
+The hub's progress notifications for a call are handed to the caller's `progress`.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -23,15 +25,18 @@ import httpx
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import McpError
-from mcp.types import CONNECTION_CLOSED, CallToolResult, TextContent
-from pydantic import BaseModel
+from mcp.types import CONNECTION_CLOSED, CallToolResult, TextContent, TextResourceContents
+from pydantic import AnyUrl, BaseModel
 
 from ..access import ANYONE, Caller
 from ..errors import ERROR_META_KEY, HubError, HubUnavailable, RateLimited, from_wire
+from ..exchange import ExportIn, ExportPage, Imported, ImportIn
 from ..models import (
     ExpertProfile,
     ForgetIn,
     Forgotten,
+    Latest,
+    LatestIn,
     MemoryIn,
     Recalled,
     RecallIn,
@@ -42,10 +47,16 @@ from ..models import (
     Routed,
     RouteIn,
     Stats,
+    StoredMemory,
+    Updated,
+    UpdateIn,
 )
+from ..progress import Progress
+from ..resources import memory_uri, recent_uri
 from .advert import Source, remedy
 
 ResultT = TypeVar("ResultT", bound=BaseModel)
+RequestT = TypeVar("RequestT")
 _PREFIX = "Error executing tool "
 # What a broken connection looks like from the SDK's client (the hub died, restarted or dropped the session).
 _BROKEN = (httpx.TransportError, anyio.ClosedResourceError, anyio.BrokenResourceError, anyio.EndOfStream,
@@ -69,18 +80,13 @@ class HubClient:
         self._lock_loop: asyncio.AbstractEventLoop | None = None
         self._current: _Link | None = None
 
-    async def call(self, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    async def call(self, tool: str, arguments: dict[str, Any], progress: Progress | None = None) -> dict[str, Any]:
         """Call a hub tool and return its structured result. Raises the hub's error class, or
         HubUnavailable when the hub cannot be reached or does not answer within `timeout` s."""
-        for attempt in (1, 2):
-            link = await self._link()
-            try:
-                result = await link.call(tool, arguments, self._timeout)
-                break
-            except Exception as exc:
-                await self._drop(link)
-                if attempt == 2 or not _broken(exc):
-                    raise self._unavailable(exc) from exc
+        try:
+            result = await self._request(lambda link: link.call(tool, arguments, self._timeout, progress))
+        except McpError as exc:  # the hub refused the request itself (tools answer with tool errors)
+            raise self._unavailable(exc) from exc
         if result.isError:
             text = " ".join(c.text for c in result.content if isinstance(c, TextContent))
             if text.startswith(_PREFIX):
@@ -89,6 +95,34 @@ class HubClient:
         if result.structuredContent is None:
             raise HubError(f"the hub answered {tool} without structured content")
         return result.structuredContent
+
+    async def read(self, uri: str) -> dict[str, Any]:
+        """Read a hub resource (JSON) and return it. Raises the hub's error class, or HubUnavailable."""
+        try:
+            contents = await self._request(lambda link: link.read(uri))
+        except McpError as exc:
+            data = exc.error.data if isinstance(exc.error.data, dict) else {}
+            raise from_wire(data.get(ERROR_META_KEY), exc.error.message) from exc
+        text = next((c.text for c in contents if isinstance(c, TextResourceContents)), None)
+        if text is None:
+            raise HubError(f"the hub answered {uri} without text")
+        parsed: dict[str, Any] = json.loads(text)
+        return parsed
+
+    async def _request(self, send: Callable[[_Link], Awaitable[RequestT]]) -> RequestT:
+        """`send` on an open session, retried once on a new session if the connection broke. An
+        error the hub answered (McpError, not a broken connection) is raised as it is."""
+        for attempt in (1, 2):
+            link = await self._link()
+            try:
+                return await send(link)
+            except Exception as exc:
+                if isinstance(exc, McpError) and not _broken(exc) and not _timed_out(exc):
+                    raise  # the hub answered, with an error
+                await self._drop(link)
+                if attempt == 2 or not _broken(exc):
+                    raise self._unavailable(exc) from exc
+        raise AssertionError("unreachable: the second attempt returns or raises")
 
     async def aclose(self) -> None:
         """Close the open session, if any."""
@@ -136,15 +170,17 @@ class HubClient:
             f"the memory hub at {self.url} did not answer ({_describe(exc)}); {remedy(self.source, start)}"
         )
 
-    async def _typed(self, tool: str, result_type: type[ResultT], request: BaseModel | None = None) -> ResultT:
+    async def _typed(self, tool: str, result_type: type[ResultT], request: BaseModel | None = None,
+                     progress: Progress | None = None) -> ResultT:
         arguments = request.model_dump(exclude_none=True, exclude_unset=True) if request is not None else {}
-        return result_type.model_validate(await self.call(tool, arguments))
+        return result_type.model_validate(await self.call(tool, arguments, progress))
 
     async def remember(self, request: MemoryIn, caller: Caller = ANYONE) -> Remembered:
         return await self._typed("remember", Remembered, request)
 
-    async def remember_many(self, request: RememberManyIn, caller: Caller = ANYONE) -> RememberedMany:
-        return await self._typed("remember_many", RememberedMany, request)
+    async def remember_many(self, request: RememberManyIn, caller: Caller = ANYONE,
+                            progress: Progress | None = None) -> RememberedMany:
+        return await self._typed("remember_many", RememberedMany, request, progress)
 
     async def recall(self, request: RecallIn, caller: Caller = ANYONE) -> Recalled:
         return await self._typed("recall", Recalled, request)
@@ -158,8 +194,29 @@ class HubClient:
     async def forget(self, request: ForgetIn, caller: Caller = ANYONE) -> Forgotten:
         return await self._typed("forget", Forgotten, request)
 
+    async def update(self, request: UpdateIn, caller: Caller = ANYONE) -> Updated:
+        return await self._typed("update", Updated, request)
+
     async def stats(self, caller: Caller = ANYONE) -> Stats:
         return await self._typed("stats", Stats)
+
+    async def latest(self, request: LatestIn, caller: Caller = ANYONE) -> Latest:
+        """The newest memories of one community, read as the hub's resource (the web view's richer
+        filters are the hub's own)."""
+        if request.communities is not None or request.community is None:
+            raise HubError("a hub's newest memories are read one named community at a time")
+        return Latest.model_validate(await self.read(recent_uri(request.community, request.limit)))
+
+    async def memory(self, memory_id: str, caller: Caller = ANYONE) -> StoredMemory:
+        return StoredMemory.model_validate(await self.read(memory_uri(memory_id)))
+
+    async def export(self, request: ExportIn, caller: Caller = ANYONE,
+                     progress: Progress | None = None) -> ExportPage:
+        return await self._typed("export", ExportPage, request, progress)
+
+    async def import_memories(self, request: ImportIn, caller: Caller = ANYONE,
+                              progress: Progress | None = None) -> Imported:
+        return await self._typed("import", Imported, request, progress)
 
 
 class _Link:
@@ -186,10 +243,20 @@ class _Link:
     async def ready(self) -> None:
         await asyncio.shield(self._session)
 
-    async def call(self, tool: str, arguments: dict[str, Any], timeout: float) -> CallToolResult:
+    async def call(self, tool: str, arguments: dict[str, Any], timeout: float,
+                   progress: Progress | None = None) -> CallToolResult:
         """The session's call_tool, failing with ConnectionError as soon as the link breaks."""
-        call = asyncio.ensure_future(self.session.call_tool(tool, arguments,
-                                                            read_timeout_seconds=timedelta(seconds=timeout)))
+        return await self._unless_broken(self.session.call_tool(
+            tool, arguments, read_timeout_seconds=timedelta(seconds=timeout), progress_callback=progress))
+
+    async def read(self, uri: str) -> list[Any]:
+        """The contents of a resource, failing with ConnectionError as soon as the link breaks."""
+        result = await self._unless_broken(self.session.read_resource(AnyUrl(uri)))  # the session's timeout
+        return list(result.contents)
+
+    async def _unless_broken(self, request: Awaitable[RequestT]) -> RequestT:
+        """`request`, failing with ConnectionError as soon as the link breaks."""
+        call = asyncio.ensure_future(request)
         broken = asyncio.ensure_future(self.broken.wait())
         try:
             await asyncio.wait({call, broken}, return_when=asyncio.FIRST_COMPLETED)
