@@ -37,16 +37,20 @@ async def export_command(runtime: Runtime, communities: list[str] | None, out: s
     target = Path(out) if out else None
     partial = target.with_name(target.name + ".partial") if target else None
     bar = Bar("exporting")
-    try:
-        async with runtime.running(warm_up=False):
+    failed: MemoryServerError | None = None
+    # Errors are caught inside the block: the runtime's task group would wrap them in an ExceptionGroup.
+    async with runtime.running(warm_up=False):
+        try:
             memory = await runtime.memory()
             with open(partial, "w", encoding="utf-8") if partial else _stdout() as stream:
                 header, written = await _export(memory, ExportIn(communities=communities, include_expired=expired,
                                                                  vectors=vectors), stream, bar)
-    except MemoryServerError as exc:
+        except MemoryServerError as exc:
+            failed = exc
+    if failed is not None:
         if partial:
             partial.unlink(missing_ok=True)
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {failed}", file=sys.stderr)
         return 1
     if target and partial:
         os.replace(partial, target)
@@ -85,8 +89,9 @@ async def import_command(runtime: Runtime, path: str, community: str | None, dry
     embedder, dimension = (header.embedder, header.dimension) if header else (None, None)
     stored = duplicates = lapsed = 0
     bar = Bar("importing")
-    try:
-        async with runtime.running():
+    failed: MemoryServerError | None = None
+    async with runtime.running():  # errors caught inside: see export_command
+        try:
             memory = await runtime.memory()
             for chunk in batches:  # every memory checked, by the memory's rules and grants, before any is stored
                 await memory.import_memories(ImportIn(memories=[m for _, m in chunk], lines=[n for n, _ in chunk],
@@ -100,8 +105,10 @@ async def import_command(runtime: Runtime, path: str, community: str | None, dry
                                               lapsed + result.expired)
                 done += len(chunk)
                 bar.draw(done, len(items))
-    except MemoryServerError as exc:
-        print(f"error: {path}: {exc}", file=sys.stderr)
+        except MemoryServerError as exc:
+            failed = exc
+    if failed is not None:
+        print(f"error: {path}: {failed}", file=sys.stderr)
         return 1
     bar.close(len(items) if not dry_run else 0, len(items))
     if dry_run:
