@@ -16,17 +16,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import timedelta
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import anyio
 import httpx
-from mcp import ClientSession
-from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import McpError
-from mcp.types import CONNECTION_CLOSED, CallToolResult, TextContent, TextResourceContents
-from pydantic import AnyUrl, BaseModel
+from mcp.types import CONNECTION_CLOSED, TextContent, TextResourceContents
+from pydantic import BaseModel
 
 from ..access import ANYONE, Caller
 from ..errors import ERROR_META_KEY, HubError, HubUnavailable, RateLimited, from_wire
@@ -54,6 +51,7 @@ from ..models import (
 from ..progress import Progress
 from ..resources import memory_uri, recent_uri
 from .advert import Source, remedy
+from .link import Link, describe
 
 ResultT = TypeVar("ResultT", bound=BaseModel)
 RequestT = TypeVar("RequestT")
@@ -78,7 +76,7 @@ class HubClient:
         self._timeout = timeout
         self._lock: asyncio.Lock | None = None
         self._lock_loop: asyncio.AbstractEventLoop | None = None
-        self._current: _Link | None = None
+        self._current: Link | None = None
 
     async def call(self, tool: str, arguments: dict[str, Any], progress: Progress | None = None) -> dict[str, Any]:
         """Call a hub tool and return its structured result. Raises the hub's error class, or
@@ -109,7 +107,7 @@ class HubClient:
         parsed: dict[str, Any] = json.loads(text)
         return parsed
 
-    async def _request(self, send: Callable[[_Link], Awaitable[RequestT]]) -> RequestT:
+    async def _request(self, send: Callable[[Link], Awaitable[RequestT]]) -> RequestT:
         """`send` on an open session, retried once on a new session if the connection broke. An
         error the hub answered (McpError, not a broken connection) is raised as it is."""
         for attempt in (1, 2):
@@ -129,14 +127,14 @@ class HubClient:
         if self._current is not None:
             await self._drop(self._current)
 
-    async def _link(self) -> _Link:
+    async def _link(self) -> Link:
         loop = asyncio.get_running_loop()
         if self._lock_loop is not loop:  # first use, or used from another event loop
             self._lock, self._lock_loop, self._current = asyncio.Lock(), loop, None
         assert self._lock is not None
         async with self._lock:
             if self._current is None or self._current.dead or self._current.broken.is_set():
-                link = _Link(self.url, self._headers, self._timeout)
+                link = Link(self.url, self._headers, self._timeout)
                 try:
                     await link.ready()
                 except Exception as exc:
@@ -145,7 +143,7 @@ class HubClient:
                 self._current = link
             return self._current
 
-    async def _drop(self, link: _Link) -> None:
+    async def _drop(self, link: Link) -> None:
         if self._current is link:
             self._current = None
         await link.close()
@@ -155,7 +153,7 @@ class HubClient:
         if limited is not None:  # the hub is there: it refused this token another request or session
             return RateLimited(f"the memory hub at {self.url} refused the request (HTTP 429): {limited[0]}",
                                retry_after=limited[1])
-        if "401 Unauthorized" in _describe(exc):
+        if "401 Unauthorized" in describe(exc):
             return HubUnavailable(
                 f"the memory hub at {self.url} refused the token (HTTP 401): set MEMORY_HUB_TOKEN to a "
                 "token listed in the hub's MEMORY_AUTH_FILE / MEMORY_AUTH_TOKENS"
@@ -167,7 +165,7 @@ class HubClient:
             )
         start = "start it with `mcp-memory-server serve --transport streamable-http`"
         return HubUnavailable(
-            f"the memory hub at {self.url} did not answer ({_describe(exc)}); {remedy(self.source, start)}"
+            f"the memory hub at {self.url} did not answer ({describe(exc)}); {remedy(self.source, start)}"
         )
 
     async def _typed(self, tool: str, result_type: type[ResultT], request: BaseModel | None = None,
@@ -217,133 +215,6 @@ class HubClient:
     async def import_memories(self, request: ImportIn, caller: Caller = ANYONE,
                               progress: Progress | None = None) -> Imported:
         return await self._typed("import", Imported, request, progress)
-
-
-class _Link:
-    """One open MCP session to the hub, owned by a background task (the SDK's transport contexts
-    must be entered and left by the same task). `broken` is set when one of its HTTP requests or
-    streams fails (the SDK itself lets a call whose stream broke wait until it times out)."""
-
-    def __init__(self, url: str, headers: dict[str, str], timeout: float) -> None:
-        loop = asyncio.get_running_loop()
-        self.broken = asyncio.Event()
-        self.failure: BaseException | None = None
-        self._session: asyncio.Future[ClientSession] = loop.create_future()
-        self._stop = asyncio.Event()
-        self._task = loop.create_task(self._run(url, headers, timeout), name=f"memory-hub-link {url}")
-
-    @property
-    def dead(self) -> bool:
-        return self._task.done()
-
-    @property
-    def session(self) -> ClientSession:
-        return self._session.result()
-
-    async def ready(self) -> None:
-        await asyncio.shield(self._session)
-
-    async def call(self, tool: str, arguments: dict[str, Any], timeout: float,
-                   progress: Progress | None = None) -> CallToolResult:
-        """The session's call_tool, failing with ConnectionError as soon as the link breaks."""
-        return await self._unless_broken(self.session.call_tool(
-            tool, arguments, read_timeout_seconds=timedelta(seconds=timeout), progress_callback=progress))
-
-    async def read(self, uri: str) -> list[Any]:
-        """The contents of a resource, failing with ConnectionError as soon as the link breaks."""
-        result = await self._unless_broken(self.session.read_resource(AnyUrl(uri)))  # the session's timeout
-        return list(result.contents)
-
-    async def _unless_broken(self, request: Awaitable[RequestT]) -> RequestT:
-        """`request`, failing with ConnectionError as soon as the link breaks."""
-        call = asyncio.ensure_future(request)
-        broken = asyncio.ensure_future(self.broken.wait())
-        try:
-            await asyncio.wait({call, broken}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            broken.cancel()
-            if not call.done():
-                call.cancel()
-        if call.done() and not call.cancelled():
-            return call.result()
-        raise ConnectionError(f"the connection broke during the call ({_describe(self.failure or EOFError())})")
-
-    async def close(self) -> None:
-        self._stop.set()
-        try:
-            await asyncio.wait_for(asyncio.shield(self._task), timeout=5)
-        except (Exception, asyncio.CancelledError):  # closing a broken link: nothing left to report
-            self._task.cancel()
-
-    def _break(self, exc: BaseException) -> None:
-        if not self._stop.is_set() and not self.broken.is_set():
-            self.failure = exc
-            self.broken.set()
-
-    async def _run(self, url: str, headers: dict[str, str], timeout: float) -> None:
-        transport = _Watched(httpx.AsyncHTTPTransport(), self._break)
-        try:
-            async with (
-                httpx.AsyncClient(headers=headers, timeout=httpx.Timeout(timeout), transport=transport) as http,
-                streamable_http_client(url, http_client=http) as (read, write, _),
-                ClientSession(read, write, read_timeout_seconds=timedelta(seconds=timeout)) as session,
-            ):
-                await session.initialize()
-                self._session.set_result(session)
-                await self._stop.wait()
-        except BaseException as exc:  # reported to whoever waits for the session; the link is dead
-            if not self._session.done():
-                self._session.set_exception(exc if isinstance(exc, Exception) else ConnectionError(str(exc)))
-            if not isinstance(exc, Exception):
-                raise
-
-
-# What a connection to a hub that died looks like (a timeout is not one: the hub may only be slow).
-_LOST = (httpx.NetworkError, httpx.RemoteProtocolError)
-
-
-class _Watched(httpx.AsyncBaseTransport):
-    """An httpx transport that reports a lost connection, in a request or in the middle of a
-    response stream, to `on_lost`."""
-
-    def __init__(self, inner: httpx.AsyncBaseTransport, on_lost: Callable[[BaseException], None]) -> None:
-        self._inner = inner
-        self._on_lost = on_lost
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        try:
-            response = await self._inner.handle_async_request(request)
-        except _LOST as exc:
-            self._on_lost(exc)
-            raise
-        return httpx.Response(response.status_code, headers=response.headers, request=request,
-                              stream=_WatchedStream(response.stream, self._on_lost), extensions=response.extensions)
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
-
-
-class _WatchedStream(httpx.AsyncByteStream):
-    def __init__(self, inner: Any, on_lost: Callable[[BaseException], None]) -> None:
-        self._inner = inner
-        self._on_lost = on_lost
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        try:
-            async for chunk in self._inner:
-                yield chunk
-        except _LOST as exc:
-            self._on_lost(exc)
-            raise
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, BaseExceptionGroup):
-        return "; ".join(_describe(e) for e in exc.exceptions)
-    return f"{type(exc).__name__}: {exc}"
 
 
 def _too_many(exc: BaseException) -> tuple[str, float] | None:
