@@ -174,3 +174,28 @@ async def test_update_expiry_resources_prompts_and_progress_over_stdio(tmp_path:
                 ClientSession(read, write, message_handler=heard) as session:
             await session.initialize()
             await scenario(session, heard)
+
+
+async def test_a_stdio_server_that_joined_a_hub_relays_progress_and_reads_resources_through_it(
+        settings: Settings, tmp_path: Path) -> None:
+    with running_hub(settings) as hub, anyio.fail_after(240):
+        params = stdio_params(tmp_path / "unused.db", tmp_path, MEMORY_HUB_URL=hub.url)
+        async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
+            await session.initialize()
+            progress = Progress()
+            many = await session.call_tool("remember_many", {"memories": [
+                {"content": f"Ticket {n} was closed by the night shift.", "community": "desk"} for n in range(30)]},
+                progress_callback=progress)
+            assert not many.isError and progress.seen[-1] == (30, 30)  # the hub's notifications, relayed
+            assert many.structuredContent is not None
+            first = many.structuredContent["results"][0]["id"]
+            assert (await read_json(session, memory_uri(first)))["content"] == "Ticket 0 was closed by the night shift."
+            assert len((await read_json(session, recent_uri("desk", 7)))["memories"]) == 7
+            assert (await read_json(session, COMMUNITIES_URI))["communities"][0]["total"] == 30
+            with pytest.raises(McpError) as unknown:
+                await session.read_resource(AnyUrl(memory_uri("0" * 32)))
+            assert unknown.value.error.code == RESOURCE_NOT_FOUND  # the hub's error, kept across
+            progress = Progress()
+            page = await session.call_tool("export", {}, progress_callback=progress)
+            assert page.structuredContent is not None and len(page.structuredContent["memories"]) == 30
+            assert progress.seen[-1] == (30, 30)
