@@ -4,9 +4,11 @@ A stdio server that joins a hub (see `advert.find_hub`) answers its client's too
 this, and so do OpenAgents agents, so every process reads and writes the one memory the hub owns.
 One MCP session per event loop is kept open (opening one costs ~300 ms on loopback, a call on an
 open one ~20 ms); a call that finds the connection broken (the hub restarted) opens a new session
-and is retried once, which is safe because every tool is idempotent. A connection that breaks
-while a call waits (the hub died) fails the call at once, rather than when the wait times out;
-a hub that does not answer at all fails it after `timeout` seconds (MEMORY_HUB_TIMEOUT). A tool
+and is retried once, which is safe because every tool but `update` is idempotent (an update of
+text or thread whose first attempt did reach the hub fails its retry with UnknownMemory: the old
+id is gone, the new memory stored; tags, kind, metadata and expiry are idempotent). A connection
+that breaks while a call waits (the hub died) fails the call at once, rather than when the wait
+times out; a hub that does not answer at all fails it after `timeout` seconds (MEMORY_HUB_TIMEOUT). A tool
 error is re-raised as the hub's own error class (`errors.from_wire`): Forbidden, InvalidInput,
 RateLimited (with its `retry_after`) arrive as themselves; so does an error reading a resource.
 The hub's progress notifications for a call are handed to the caller's `progress`.
