@@ -125,6 +125,7 @@ def test_an_export_with_vectors_imports_without_changing_them(tmp_path: Path, se
     ('{"content": "fine", "community": "Not A Community!"}', "line 3: "),
     ('{"content": "fine", "community": "ops", "colour": "red"}', "line 3: "),
     ('{"content": "fine", "community": "ops", "dense": [0.1, 0.2]}', "line 3: dense has 2 numbers"),
+    ('{"content": "fine", "community": "ops", "dense": [NaN' + ", 0.1" * 383 + "]}", "line 3: dense holds a number"),
 ])
 def test_import_names_the_bad_line_and_stores_nothing(tmp_path: Path, settings: Settings,
                                                       monkeypatch: pytest.MonkeyPatch,
