@@ -3,6 +3,7 @@ store directly, each on a fresh Milvus Lite database, with the real embedder."""
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -16,6 +17,7 @@ from mcp_memory_server.config import Settings
 from mcp_memory_server.filters import MemoryFilter
 from mcp_memory_server.memory import Runtime
 from mcp_memory_server.models import MemoryIn, RecallIn, RememberManyIn
+from mcp_memory_server.progress import Bar
 from mcp_memory_server.service import MemoryService
 
 T = TypeVar("T")
@@ -205,3 +207,19 @@ def test_a_reference_memory_json_with_a_broken_line_is_refused_whole(tmp_path: P
     assert cli(monkeypatch, db, "import", str(tmp_path / "memory.json")) == 1
     assert "line 4: a relation needs from, relationType and to" in capsys.readouterr().err
     assert with_service(db, _count) == 0
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_the_progress_bar_is_drawn_on_a_terminal_and_nowhere_else() -> None:
+    terminal, piped = _Terminal(), io.StringIO()
+    for stream in (terminal, piped):
+        bar = Bar("importing", stream, width=10)
+        anyio.run(bar, 5, 10, "stored")
+        bar.close(10, 10)
+    assert "importing [#####     ] 5/10 stored" in terminal.getvalue()
+    assert terminal.getvalue().endswith("\n")
+    assert "[##########] 10/10" in terminal.getvalue() and piped.getvalue() == ""
