@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -137,9 +138,9 @@ async def scenario(session: ClientSession, heard: Heard) -> None:
     assert again["stored"] == 0 and again["duplicates"] == 41
 
     brief = await call(session, "remember", content="The door code today is 4711.", community="notes",
-                       ttl_seconds=1)
-    assert (await read_json(session, memory_uri(brief["id"])))["expires_at"] is not None
-    await anyio.sleep(1.1)  # nothing to await: the clock passes the expiry
+                       ttl_seconds=5)  # long enough to be read before it expires on a loaded host
+    expires_at = datetime.fromisoformat((await read_json(session, memory_uri(brief["id"])))["expires_at"])
+    await anyio.sleep((expires_at - datetime.now(UTC)).total_seconds() + 0.1)  # nothing to await: the clock
     with pytest.raises(McpError):
         await session.read_resource(AnyUrl(memory_uri(brief["id"])))
     hits = (await call(session, "recall", query="door code", community="notes"))["hits"]
