@@ -164,15 +164,19 @@ class Runtime:
             self._error = StoreError(f"the memory failed to open: {type(exc).__name__}: {exc}")
         finally:
             self._ready.set()
-        if self.service is not None and warm_up:
-            try:
-                await self.service.warm_up()
-            except MemoryServerError as exc:  # the first embed reports it to the caller again
-                log.error("embedding model failed to load: %s", exc)
-        if self.service is not None:
-            # Imported here, with the store (see _own): the owner of the store purges expired memories.
-            from .expiry import purge_forever
+        if self.service is None:
+            return
+        # Imported here, with the store (see _own): the owner of the store tells the resources'
+        # subscribers what changed, warms up, and purges expired memories.
+        from .expiry import purge_forever
 
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(self.service.writer.tell_watchers)
+            if warm_up:
+                try:
+                    await self.service.warm_up()
+                except MemoryServerError as exc:  # the first embed reports it to the caller again
+                    log.error("embedding model failed to load: %s", exc)
             await purge_forever(self.service, self.settings.memory_expiry_interval)
 
     def _join(self, hub: HubAddress) -> None:

@@ -12,8 +12,10 @@ hung (`StoreUnavailable`) every write of the batch fails at once instead: one at
 would wait its own MILVUS_TIMEOUT.
 
 A memory that expired but is not purged yet does not hold its id: the same content written again
-replaces its row. After each change the writer tells its watchers which communities changed (the
-MCP server's resource notifications, `resources.py`).
+replaces its row. After each change the writer notes which communities changed; `tell_watchers`,
+run beside the store by its owner (`memory.py`), tells the watchers (the MCP server's resource
+notifications, `resources.py`) apart from the writes: a slow client's session never delays a write,
+and changes that arrive while the watchers are busy are told together.
 """
 
 from __future__ import annotations
@@ -55,6 +57,8 @@ class Writer:
         self.tallies = Tallies(store, self.lock, stats_ttl)
         self.watchers: list[Watcher] = []
         self._pending: list[_PendingWrite] = []
+        self._touched: set[str] = set()
+        self._wake = anyio.Event()
 
     async def commit(self, rows: list[IndexedMemory]) -> set[str]:
         """Insert the rows that are not stored yet; return the ids this call inserted."""
@@ -139,9 +143,19 @@ class Writer:
         return len(memories)
 
     async def _changed(self, communities: Iterable[str]) -> None:
-        touched = set(communities)
-        for watcher in list(self.watchers) if touched else ():
-            try:
-                await watcher(touched)
-            except Exception:  # a watcher's failure (a client gone) is never the writer's
-                log.warning("a change watcher failed", exc_info=True)
+        if self.watchers:
+            self._touched.update(communities)
+            if self._touched:
+                self._wake.set()
+
+    async def tell_watchers(self) -> None:
+        """Forever: tell the watchers the communities changed since they were last told."""
+        while True:
+            await self._wake.wait()
+            self._wake = anyio.Event()
+            touched, self._touched = self._touched, set()
+            for watcher in list(self.watchers):
+                try:
+                    await watcher(touched)
+                except Exception:  # a watcher's failure (a client gone) is never the writer's
+                    log.warning("a change watcher failed", exc_info=True)

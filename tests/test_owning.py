@@ -200,3 +200,23 @@ async def test_a_stdio_server_that_joined_a_hub_relays_progress_and_reads_resour
             page = await session.call_tool("export", {}, progress_callback=progress)
             assert page.structuredContent is not None and len(page.structuredContent["memories"]) == 30
             assert progress.seen[-1] == (30, 30)
+
+
+async def test_a_subscriber_that_never_reads_delays_no_write_and_changes_are_still_told(
+        runtime: Any, client: ClientSession) -> None:
+    """The writer tells its watchers (the resources' subscribers) apart from the write: a watcher
+    stuck on a client that stopped reading holds back no `remember`, and what changed is still told."""
+    told: list[set[str]] = []
+    heard = anyio.Event()
+
+    async def stuck(communities: set[str]) -> None:
+        told.append(communities)
+        heard.set()
+        await anyio.sleep_forever()
+
+    runtime.service.writer.watchers.append(stuck)
+    with anyio.fail_after(30):
+        await call(client, "remember", content="the first write after a watcher got stuck", community="ops")
+        await call(client, "remember", content="and a second one behind it", community="docs")
+        await heard.wait()
+    assert told[0] <= {"ops", "docs"} and "ops" in told[0]
