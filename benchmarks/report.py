@@ -129,17 +129,29 @@ def _peer(r: dict[str, Any]) -> list[str]:
 def _routing(r: dict[str, Any]) -> list[str]:
     if "error" in r:
         return ["## Routing", "", f"Not run: {r['error']}", ""]
-    lines = ["## Routing", "", "`route` against a keyword baseline (details in `routing.json`).", "",
-             "| router | part | top-1 | any correct | both chosen | experts per question | precision |",
-             "|---|---|---|---|---|---|---|"]
-    for name in ("route", "keyword_baseline"):
-        for part, m in r.get(name, {}).items():
+    lines = ["## Routing", "",
+             "`route` on the routing questions with three sets of expert profiles: the community's (long "
+             "profiles and starter knowledge, `openagents_bridge/experts.py`) and two sets of plain profiles (one "
+             "sentence and 3-4 skills per expert, nothing else: `benchmarks/routing_texts.py`); the keyword matcher "
+             "of the original write-up as a baseline. *tune*: the even lines, on which the routing parameters were "
+             "chosen; *held_out*: the odd lines. Details in `routing.json`.", "",
+             "| router | part | top-1 | any correct | both chosen | experts per question | precision | no answer |",
+             "|---|---|---|---|---|---|---|---|"]
+    rows = [(f"`route`, {name} profiles", s["route"]) for name, s in r.get("sets", {}).items()]
+    for label, parts in [*rows, ("keyword baseline", r.get("keyword_baseline", {}))]:
+        for part, m in parts.items():
             cells = " | ".join("-" if m.get(c) is None else f"{m[c]:.3f}"
-                               for c in ("top1", "any_correct", "both_chosen", "mean_chosen", "precision"))
-            lines.append(f"| {name} | {part} | {cells} |")
-    if "off_topic" in r:
-        lines += ["", f"Off-topic probes answered with no expert: {r['off_topic']['empty']:.0%} of "
-                      f"{r['off_topic']['questions']}; median `route` time {r.get('route_ms_median', '-')} ms."]
+                               for c in ("top1", "any_correct", "both_chosen", "mean_chosen", "precision", "empty"))
+            lines.append(f"| {label} | {part} | {cells} |")
+    lines += ["", "Questions nobody should take, answered with no expert (`[]`), and paraphrases (no word shared with "
+              "the community's profiles) routed right:", "",
+              "| profiles | the benchmark's off-topic probes | more off-topic probes | of which near-misses | "
+              "paraphrases | median `route` time |", "|---|---|---|---|---|---|"]
+    for name, s in r.get("sets", {}).items():
+        o, more = s["off_topic"], s["more_off_topic"]
+        lines.append(f"| {name} | {o['refused']} of {o['questions']} | {more['refused']} of {more['questions']} | "
+                     f"{more['near_misses_refused']} of {more['near_misses']} | {s['paraphrases']['top1']:.0%} | "
+                     f"{s.get('route_ms_median', '-')} ms |")
     return lines + [""]
 
 
