@@ -63,13 +63,31 @@ def _locomo(r: dict[str, Any]) -> list[str]:
     lines += ["", f"Target recall@5 >= {TARGETS['recall@5']}: hybrid {best:.3f}, "
               f"{_ok(best, TARGETS['recall@5'], True)}.", ""]
     if "format_variants_recall@5" in r:
-        lines += ["How a turn is written into memory (recall@5):", "", "| format | semantic | keyword | hybrid |",
-                  "|---|---|---|---|"]
+        lines += ["How a turn is written into memory (recall@5). Unlike the table above, each conversation is "
+                  f"written here {r.get('variants_written', 'in batches without threads')}: the formats that "
+                  "paste the previous or next turn into a memory are the client-side stand-ins for what `thread` "
+                  "now does on the server.", "", "| format | semantic | keyword | hybrid |", "|---|---|---|---|"]
         for name, v in r["format_variants_recall@5"].items():
             lines.append(f"| `{name}` | {v['semantic']:.3f} | {v['keyword']:.3f} | {v['hybrid']:.3f} |")
         lines.append("")
     lines += ["![LoCoMo recall](locomo.png)", ""]
-    return lines
+    return lines + _score_buckets(r["modes"])
+
+
+def _score_buckets(modes: dict[str, Any]) -> list[str]:
+    """What a score means: the share of the recalled turns (top 10 of every question) that are
+    evidence for the question, per score bucket, in each mode."""
+    if not all("score_buckets" in m for m in modes.values()):
+        return []
+    lines = ["One score scale: of the hits (top 10 of every question) whose score falls in a bucket, the share "
+             "that are evidence turns for the question, and how many hits fell there, per mode:", "",
+             "| score | " + " | ".join(modes) + " |", "|---|" + "---|" * len(modes)]
+    buckets = [m["score_buckets"] for m in modes.values()]
+    for i, first in enumerate(buckets[0]):
+        cells = ["-" if b[i]["evidence_share"] is None else f"{b[i]['evidence_share']:.2f} ({b[i]['hits']})"
+                 for b in buckets]
+        lines.append(f"| {first['from']:.1f}-{first['to']:.1f} | " + " | ".join(cells) + " |")
+    return lines + [""]
 
 
 def _latency(r: dict[str, Any]) -> list[str]:
@@ -188,7 +206,9 @@ def plots(results: dict[str, Any], out: Path) -> list[Path]:
     written = []
     if "locomo" in results:
         r = results["locomo"]
-        fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+        calibrated = all("score_buckets" in m for m in r["modes"].values())
+        fig, axes = plt.subplots(1, 3 if calibrated else 2, figsize=(16 if calibrated else 11, 4))
+        left, right = axes[0], axes[1]
         modes = list(r["modes"])
         for i, metric in enumerate(["recall@1", "recall@5", "recall@10", "mrr"]):
             left.bar([j + i * 0.2 for j in range(len(modes))], [r["modes"][m]["overall"][metric] for m in modes],
@@ -206,6 +226,18 @@ def plots(results: dict[str, Any], out: Path) -> list[Path]:
         right.set_ylim(0, 1)
         right.set_title("recall@5 per question category")
         right.legend(fontsize=8)
+        if calibrated:
+            ax = axes[2]
+            for m in modes:
+                points = [(b["mean_score"], b["evidence_share"]) for b in r["modes"][m]["score_buckets"] if b["hits"]]
+                ax.plot([x for x, _ in points], [y for _, y in points], "-o", label=m)
+            ax.plot([0, 1], [0, 1], color="k", ls="--", lw=0.8)
+            ax.set_xlim(0, 1)
+            ax.set_ylim(0, 1)
+            ax.set_xlabel("score (mean of the bucket)")
+            ax.set_ylabel("share of hits that are evidence")
+            ax.set_title("one score scale (top-10 hits)")
+            ax.legend(fontsize=8)
         written.append(_save(fig, out / "locomo.png"))
     if "latency" in results:
         r = results["latency"]
