@@ -35,9 +35,9 @@ DEFAULT_DIR = REPO.parent / "shared" / "data" / "locomo"
 CATEGORIES = {1: "multi-hop", 2: "temporal", 3: "open-domain", 4: "single-hop"}
 MODES: tuple[SearchMode, ...] = ("semantic", "keyword", "hybrid")
 KS = (1, 5, 10)
-# Each conversation is written with one remember_many (MEMORY_MAX_BATCH raised to fit): Milvus Lite
-# keeps BM25 statistics per segment, and one segment per conversation scores keywords consistently
-# (+0.02 recall@5 over 256-turn batches).
+BUCKETS = 10  # score buckets of equal width over [0, 1] for the calibration evidence
+# The format variants write each conversation with one remember_many (MEMORY_MAX_BATCH raised to
+# fit), without threads: the old way of measuring, kept as a secondary table.
 BATCH = 1_000
 
 
@@ -218,18 +218,34 @@ async def _evaluate(conversations: list[Conversation], fmt: Formatter, embedder:
                         await service.remember_many(RememberManyIn(memories=items[start:start + batch]))
             load_s = time.perf_counter() - started
             rows: dict[str, list[dict[str, Any]]] = {}
+            scored: dict[str, list[tuple[float, bool]]] = {}
             for mode in modes:
-                rows[mode] = []
+                rows[mode], scored[mode] = [], []
                 for conv in conversations:
                     for q in conv.questions:
                         found = await service.recall(RecallIn(query=q.text, community=conv.name, k=max(KS),
                                                               mode=mode))
                         ranked = [h.metadata.get("dia_id") for h in found.hits]
+                        scored[mode] += [(h.score, d in q.evidence) for h, d in zip(found.hits, ranked, strict=True)]
                         rows[mode].append({"conversation": conv.name, "category": q.category,
                                            **_score(ranked, q.evidence)})
         finally:
             await service.close()
-    return {"rows": rows, "load_seconds": load_s}
+    return {"rows": rows, "scored": scored, "load_seconds": load_s}
+
+
+def score_buckets(scored: Sequence[tuple[float, bool]]) -> list[dict[str, Any]]:
+    """The hits of one mode (their score, and whether the turn is evidence for the question) by
+    score bucket: how many fall in it, their mean score and the share that are evidence. On one
+    calibrated scale the share follows the score, in every mode alike."""
+    out = []
+    for b in range(BUCKETS):
+        low, high = b / BUCKETS, (b + 1) / BUCKETS
+        inside = [(s, e) for s, e in scored if low <= s < high or (b == BUCKETS - 1 and s == 1.0)]
+        out.append({"from": low, "to": high, "hits": len(inside),
+                    "mean_score": round(statistics.fmean(s for s, _ in inside), 4) if inside else None,
+                    "evidence_share": round(sum(e for _, e in inside) / len(inside), 4) if inside else None})
+    return out
 
 
 def _score(ranked: list[Any], evidence: list[str]) -> dict[str, float]:
@@ -273,13 +289,14 @@ def run(out_dir: Path, quick: bool, *, locomo_dir: str | Path | None = None,
     evaluated = anyio.run(functools.partial(_evaluate, conversations, FORMATS[DEFAULT_FORMAT], embedder, MODES,
                                             as_client=True))
     for mode, rows in evaluated["rows"].items():
-        modes_result[mode] = summarize(rows)
+        modes_result[mode] = summarize(rows) | {"score_buckets": score_buckets(evaluated["scored"][mode])}
     result: dict[str, Any] = {
         "data": str(directory), "conversations": [c.name for c in conversations],
         "turns": sum(len(c.turns) for c in conversations),
         "questions": sum(len(c.questions) for c in conversations),
         "format": DEFAULT_FORMAT, "written": "one remember per turn, thread = session",
         "fusion": Fusion().model_dump(), "k": max(KS),
+        "variants_written": "one remember_many per conversation, without threads (no thread context)",
         "load_seconds": round(evaluated["load_seconds"], 2), "modes": modes_result,
     }
     variants: dict[str, Any] = {}

@@ -63,13 +63,31 @@ def _locomo(r: dict[str, Any]) -> list[str]:
     lines += ["", f"Target recall@5 >= {TARGETS['recall@5']}: hybrid {best:.3f}, "
               f"{_ok(best, TARGETS['recall@5'], True)}.", ""]
     if "format_variants_recall@5" in r:
-        lines += ["How a turn is written into memory (recall@5):", "", "| format | semantic | keyword | hybrid |",
-                  "|---|---|---|---|"]
+        lines += ["How a turn is written into memory (recall@5). Unlike the table above, each conversation is "
+                  f"written here {r.get('variants_written', 'in batches without threads')}: the formats that "
+                  "paste the previous or next turn into a memory are the client-side stand-ins for what `thread` "
+                  "now does on the server.", "", "| format | semantic | keyword | hybrid |", "|---|---|---|---|"]
         for name, v in r["format_variants_recall@5"].items():
             lines.append(f"| `{name}` | {v['semantic']:.3f} | {v['keyword']:.3f} | {v['hybrid']:.3f} |")
         lines.append("")
     lines += ["![LoCoMo recall](locomo.png)", ""]
-    return lines
+    return lines + _score_buckets(r["modes"])
+
+
+def _score_buckets(modes: dict[str, Any]) -> list[str]:
+    """What a score means: the share of the recalled turns (top 10 of every question) that are
+    evidence for the question, per score bucket, in each mode."""
+    if not all("score_buckets" in m for m in modes.values()):
+        return []
+    lines = ["One score scale: of the hits (top 10 of every question) whose score falls in a bucket, the share "
+             "that are evidence turns for the question, and how many hits fell there, per mode:", "",
+             "| score | " + " | ".join(modes) + " |", "|---|" + "---|" * len(modes)]
+    buckets = [m["score_buckets"] for m in modes.values()]
+    for i, first in enumerate(buckets[0]):
+        cells = ["-" if b[i]["evidence_share"] is None else f"{b[i]['evidence_share']:.2f} ({b[i]['hits']})"
+                 for b in buckets]
+        lines.append(f"| {first['from']:.1f}-{first['to']:.1f} | " + " | ".join(cells) + " |")
+    return lines + [""]
 
 
 def _latency(r: dict[str, Any]) -> list[str]:
@@ -129,17 +147,29 @@ def _peer(r: dict[str, Any]) -> list[str]:
 def _routing(r: dict[str, Any]) -> list[str]:
     if "error" in r:
         return ["## Routing", "", f"Not run: {r['error']}", ""]
-    lines = ["## Routing", "", "`route` against a keyword baseline (details in `routing.json`).", "",
-             "| router | part | top-1 | any correct | both chosen | experts per question | precision |",
-             "|---|---|---|---|---|---|---|"]
-    for name in ("route", "keyword_baseline"):
-        for part, m in r.get(name, {}).items():
+    lines = ["## Routing", "",
+             "`route` on the routing questions with three sets of expert profiles: the community's (long "
+             "profiles and starter knowledge, `openagents_bridge/experts.py`) and two sets of plain profiles (one "
+             "sentence and 3-4 skills per expert, nothing else: `benchmarks/routing_texts.py`); the keyword matcher "
+             "of the original write-up as a baseline. *tune*: the even lines, on which the routing parameters were "
+             "chosen; *held_out*: the odd lines. Details in `routing.json`.", "",
+             "| router | part | top-1 | any correct | both chosen | experts per question | precision | no answer |",
+             "|---|---|---|---|---|---|---|---|"]
+    rows = [(f"`route`, {name} profiles", s["route"]) for name, s in r.get("sets", {}).items()]
+    for label, parts in [*rows, ("keyword baseline", r.get("keyword_baseline", {}))]:
+        for part, m in parts.items():
             cells = " | ".join("-" if m.get(c) is None else f"{m[c]:.3f}"
-                               for c in ("top1", "any_correct", "both_chosen", "mean_chosen", "precision"))
-            lines.append(f"| {name} | {part} | {cells} |")
-    if "off_topic" in r:
-        lines += ["", f"Off-topic probes answered with no expert: {r['off_topic']['empty']:.0%} of "
-                      f"{r['off_topic']['questions']}; median `route` time {r.get('route_ms_median', '-')} ms."]
+                               for c in ("top1", "any_correct", "both_chosen", "mean_chosen", "precision", "empty"))
+            lines.append(f"| {label} | {part} | {cells} |")
+    lines += ["", "Questions nobody should take, answered with no expert (`[]`), and paraphrases (no word shared with "
+              "the community's profiles) routed right:", "",
+              "| profiles | the benchmark's off-topic probes | more off-topic probes | of which near-misses | "
+              "paraphrases | median `route` time |", "|---|---|---|---|---|---|"]
+    for name, s in r.get("sets", {}).items():
+        o, more = s["off_topic"], s["more_off_topic"]
+        lines.append(f"| {name} | {o['refused']} of {o['questions']} | {more['refused']} of {more['questions']} | "
+                     f"{more['near_misses_refused']} of {more['near_misses']} | {s['paraphrases']['top1']:.0%} | "
+                     f"{s.get('route_ms_median', '-')} ms |")
     return lines + [""]
 
 
@@ -176,7 +206,9 @@ def plots(results: dict[str, Any], out: Path) -> list[Path]:
     written = []
     if "locomo" in results:
         r = results["locomo"]
-        fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+        calibrated = all("score_buckets" in m for m in r["modes"].values())
+        fig, axes = plt.subplots(1, 3 if calibrated else 2, figsize=(16 if calibrated else 11, 4))
+        left, right = axes[0], axes[1]
         modes = list(r["modes"])
         for i, metric in enumerate(["recall@1", "recall@5", "recall@10", "mrr"]):
             left.bar([j + i * 0.2 for j in range(len(modes))], [r["modes"][m]["overall"][metric] for m in modes],
@@ -194,6 +226,18 @@ def plots(results: dict[str, Any], out: Path) -> list[Path]:
         right.set_ylim(0, 1)
         right.set_title("recall@5 per question category")
         right.legend(fontsize=8)
+        if calibrated:
+            ax = axes[2]
+            for m in modes:
+                points = [(b["mean_score"], b["evidence_share"]) for b in r["modes"][m]["score_buckets"] if b["hits"]]
+                ax.plot([x for x, _ in points], [y for _, y in points], "-o", label=m)
+            ax.plot([0, 1], [0, 1], color="k", ls="--", lw=0.8)
+            ax.set_xlim(0, 1)
+            ax.set_ylim(0, 1)
+            ax.set_xlabel("score (mean of the bucket)")
+            ax.set_ylabel("share of hits that are evidence")
+            ax.set_title("one score scale (top-10 hits)")
+            ax.legend(fontsize=8)
         written.append(_save(fig, out / "locomo.png"))
     if "latency" in results:
         r = results["latency"]

@@ -1,9 +1,11 @@
 """Routing quality: does `route` pick the expert that should answer a real developer question?
 
-The three experts of `openagents_bridge.experts` register their profiles and load their starter
-knowledge into a fresh Milvus Lite database; each question of the routing set is then asked
-through the real `MemoryService.route`. The same questions go through the keyword matcher of
-the original write-up, as a baseline.
+Each set of profiles is registered in a fresh Milvus Lite database: the community's (the three
+experts of `openagents_bridge.experts`, long profiles plus their starter knowledge) and two sets of
+plain profiles, one sentence and a few skills per expert as a new user writes them, nothing else
+(`routing_texts.PLAIN_PROFILES`). Each question of the routing set, paraphrases and off-topic
+probes are then asked through the real `MemoryService.route`. The questions also go through the
+keyword matcher of the original write-up, as a baseline.
 
 The questions are read from `--questions` (default `<repo>/../shared/data/routing/questions.jsonl`,
 env `ROUTING_QUESTIONS`); they are GitHub issue text and are never copied into the repository.
@@ -35,6 +37,8 @@ from mcp_memory_server.service import MemoryService
 from mcp_memory_server.store import MemoryStore
 from openagents_bridge.experts import EXPERTS, load_knowledge
 
+from .routing_texts import MORE_OFF_TOPIC, NEAR_MISSES, OFF_TOPIC, PARAPHRASES, PLAIN_PROFILES
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_QUESTIONS = REPO.parent / "shared" / "data" / "routing" / "questions.jsonl"
 COMMUNITY = "dev-support"
@@ -48,38 +52,8 @@ KEYWORDS: list[tuple[str, tuple[str, ...]]] = [
     ("milvus", ("milvus", "vector", "index", "performance")),
     ("devops", ("deployment", "docker", "kubernetes", "operations")),
 ]
-
-# Written for this benchmark (not from the data set): nothing here is any expert's business.
-OFF_TOPIC = [
-    "How long should I rest a roast chicken before carving it?",
-    "What is a good substitute for buttermilk in pancakes?",
-    "Which houseplants survive in a north-facing room?",
-    "How do I get red wine stains out of a wool carpet?",
-    "My bicycle chain keeps slipping when I change gears, what should I adjust?",
-    "What are some tips for running my first marathon?",
-    "How do I make a pivot table in a spreadsheet to sum sales by month?",
-    "My phone battery drains very fast overnight, how can I fix it?",
-    "Which countries can I visit without a visa on a US passport?",
-    "How do I ask my manager for a raise?",
-    "What is the difference between a Roth IRA and a traditional IRA?",
-    "Can you recommend a good fantasy novel series?",
-    "Why does my sourdough bread come out dense?",
-    "How often should I change the oil in my car?",
-    "What causes the northern lights?",
-    "How do I teach my dog to stop pulling on the leash?",
-]
-
-# Written for this benchmark: each names its domain's problem in words that no expert profile
-# uses (tests/test_route.py checks the same property on its own experts).
-PARAPHRASES: list[tuple[str, str]] = [
-    ("My script cannot find a module I just added with the package installer", "python"),
-    ("The dictionary I pass to my function comes back changed, how do I avoid that?", "python"),
-    ("Nearest-neighbour lookups over my sentence encodings return poor matches", "milvus"),
-    ("Where should I keep a few million numeric fingerprints of sentences so the most similar ones come back "
-     "in milliseconds?", "milvus"),
-    ("My workloads keep crashing and coming back after every rollout", "devops"),
-    ("Our automated jobs started failing at the step that uploads the artifact to our internal store", "devops"),
-]
+COMMUNITY_PROFILES = "community"  # openagents_bridge.experts: long profiles and starter knowledge
+PROFILE_SETS = (COMMUNITY_PROFILES, *PLAIN_PROFILES)
 
 QUICK_QUESTIONS = 8
 
@@ -113,9 +87,9 @@ def keyword_route(question: str) -> list[str]:
 
 
 async def route_all(questions: Sequence[str], embedder: Embedder, policy: RoutingPolicy | None = None,
-                    knowledge: bool = True) -> tuple[list[list[str]], dict[str, float]]:
-    """Register the experts, load their knowledge (unless told not to), route every question;
-    return the chosen domains per question (best first) and timings."""
+                    profiles: str = COMMUNITY_PROFILES) -> tuple[list[list[str]], dict[str, float]]:
+    """Register the experts of one profile set (the community's also load their knowledge), route
+    every question; return the chosen domains per question (best first) and timings."""
     with tempfile.TemporaryDirectory(prefix="routing-") as tmp:
         settings = Settings(milvus_uri=str(Path(tmp) / "routing.db"), memory_collection="routing")
         store = MemoryStore(settings.milvus_uri, settings.memory_collection, embedder.dimension)
@@ -123,12 +97,16 @@ async def route_all(questions: Sequence[str], embedder: Embedder, policy: Routin
         await service.open()
         try:
             started = time.perf_counter()
-            for spec in EXPERTS.values():
-                await service.register_expert(RegisterExpertIn(agent_id=spec.agent_id, description=spec.description,
-                                                               skills=spec.skills, community=COMMUNITY))
-                if knowledge:
+            if profiles == COMMUNITY_PROFILES:
+                for spec in EXPERTS.values():
+                    await service.register_expert(RegisterExpertIn(
+                        agent_id=spec.agent_id, description=spec.description, skills=spec.skills, community=COMMUNITY))
                     await service.remember_many(RememberManyIn(memories=[
                         item.model_copy(update={"community": COMMUNITY}) for item in load_knowledge(spec.agent_id)]))
+            else:
+                for domain, (description, skills) in PLAIN_PROFILES[profiles].items():
+                    await service.register_expert(RegisterExpertIn(
+                        agent_id=f"{domain}_expert", description=description, skills=skills, community=COMMUNITY))
             load_s = time.perf_counter() - started
             chosen: list[list[str]] = []
             latencies: list[float] = []
@@ -173,51 +151,75 @@ def halves(questions: Sequence[Question], chosen: Sequence[Sequence[str]]) -> di
 
 def run(out_dir: Path, quick: bool = False, *, questions: str | Path | None = None,
         embedder: Embedder | None = None, policy: RoutingPolicy | None = None,
-        knowledge: bool = True) -> dict[str, Any]:
-    """Route every question (quick: the first few), the paraphrase and the off-topic probes
-    through `route`, and the questions through the keyword baseline; write `routing.json` into
-    `out_dir` and return the result. knowledge=False registers the profiles only."""
+        profile_sets: Sequence[str] = PROFILE_SETS) -> dict[str, Any]:
+    """Route every question (quick: the first few), the paraphrases and the off-topic probes
+    through `route` with each profile set, and the questions through the keyword baseline; write
+    `routing.json` into `out_dir` and return the result."""
     path = questions_path(questions)
     qs = load(path, limit=QUICK_QUESTIONS if quick else None)
-    probes = [text for text, _ in PARAPHRASES] + OFF_TOPIC
-    chosen, timings = anyio.run(route_all, [q.text for q in qs] + probes, embedder or LocalEmbedder(), policy,
-                                knowledge)
-    routed, paraphrased = chosen[: len(qs)], chosen[len(qs): len(qs) + len(PARAPHRASES)]
-    off_topic = chosen[len(qs) + len(PARAPHRASES):]
-    keyword = [keyword_route(q.text) for q in qs]
+    embedder = embedder or LocalEmbedder()
+    probes = [text for text, _ in PARAPHRASES] + OFF_TOPIC + MORE_OFF_TOPIC
+    sets: dict[str, Any] = {}
+    for name in profile_sets:
+        chosen, timings = anyio.run(route_all, [q.text for q in qs] + probes, embedder, policy, name)
+        sets[name] = _judged(qs, chosen) | {"profiles": _profiles(name), **timings}
     result: dict[str, Any] = {
         "data": str(path),
-        "experts": {spec.agent_id: {"domain": spec.domain, "skills": len(spec.skills),
-                                    "knowledge": len(load_knowledge(spec.agent_id))} for spec in EXPERTS.values()},
         "policy": asdict(policy or RoutingPolicy()),
-        "knowledge_loaded": knowledge,
-        "route": halves(qs, routed),
-        "keyword_baseline": halves(qs, keyword),
-        "paraphrases": {"questions": len(PARAPHRASES),
-                        "top1": round(sum(bool(c) and c[0] == want for (_, want), c in zip(PARAPHRASES, paraphrased,
-                                                                                          strict=True))
-                                      / len(PARAPHRASES), 4),
-                        "chosen": paraphrased},
-        "off_topic": {"questions": len(OFF_TOPIC), "empty": round(sum(not c for c in off_topic) / len(OFF_TOPIC), 4),
-                      "chosen": off_topic},
-        "misrouted": [{"line": q.line, "labels": q.experts, "chosen": c} for q, c in zip(qs, routed, strict=True)
-                      if not c or c[0] not in q.experts],
-        **timings,
+        "sets": sets,
+        "keyword_baseline": halves(qs, [keyword_route(q.text) for q in qs]),
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "routing.json").write_text(json.dumps(result, indent=2) + "\n", "utf-8")
     return result
 
 
+def _judged(qs: Sequence[Question], chosen: Sequence[list[str]]) -> dict[str, Any]:
+    """The metrics of one profile set from what `route` chose for the questions, then the probes
+    in the order `run` asks them."""
+    routed = chosen[: len(qs)]
+    paraphrased = chosen[len(qs): len(qs) + len(PARAPHRASES)]
+    off_topic = chosen[len(qs) + len(PARAPHRASES): len(qs) + len(PARAPHRASES) + len(OFF_TOPIC)]
+    more = chosen[len(qs) + len(PARAPHRASES) + len(OFF_TOPIC):]
+    answered = [text for text, c in zip(MORE_OFF_TOPIC, more, strict=True) if c]
+    return {
+        "route": halves(qs, routed),
+        "paraphrases": {"questions": len(PARAPHRASES),
+                        "top1": round(sum(bool(c) and c[0] == want for (_, want), c in zip(PARAPHRASES, paraphrased,
+                                                                                          strict=True))
+                                      / len(PARAPHRASES), 4),
+                        "chosen": paraphrased},
+        "off_topic": {"questions": len(OFF_TOPIC), "refused": sum(not c for c in off_topic),
+                      "empty": round(sum(not c for c in off_topic) / len(OFF_TOPIC), 4), "chosen": off_topic},
+        "more_off_topic": {"questions": len(MORE_OFF_TOPIC), "refused": len(MORE_OFF_TOPIC) - len(answered),
+                           "near_misses": NEAR_MISSES,
+                           "near_misses_refused": sum(not c for c in more[-NEAR_MISSES:]), "answered": answered},
+        "misrouted": [{"line": q.line, "labels": q.experts, "chosen": c} for q, c in zip(qs, routed, strict=True)
+                      if not c or c[0] not in q.experts],
+    }
+
+
+def _profiles(name: str) -> dict[str, Any]:
+    if name == COMMUNITY_PROFILES:
+        return {spec.agent_id: {"domain": spec.domain, "skills": len(spec.skills),
+                                "knowledge": len(load_knowledge(spec.agent_id))} for spec in EXPERTS.values()}
+    return {f"{domain}_expert": {"description": description, "skills": skills}
+            for domain, (description, skills) in PLAIN_PROFILES[name].items()}
+
+
 def table(result: dict[str, Any]) -> str:
     cols = ["top1", "any_correct", "both_chosen", "empty", "mean_chosen", "precision"]
-    lines = [f"{'':22}" + "".join(f"{c:>12}" for c in cols)]
-    for name in ("route", "keyword_baseline"):
-        for part, metrics in result[name].items():
+    lines = [f"{'':32}" + "".join(f"{c:>12}" for c in cols)]
+    rows = [(f"route {name}", r["route"]) for name, r in result["sets"].items()]
+    for name, parts in [*rows, ("keyword_baseline", result["keyword_baseline"])]:
+        for part, metrics in parts.items():
             cells = "".join(f"{'-' if metrics[c] is None else metrics[c]:>12}" for c in cols)
-            lines.append(f"{name + '/' + part:22}{cells}")
-    lines.append(f"paraphrases (no word shared with any profile) routed right: {result['paraphrases']['top1']:.0%}")
-    lines.append(f"off-topic questions answered with []: {result['off_topic']['empty']:.0%}")
+            lines.append(f"{name + '/' + part:32}{cells}")
+    for name, r in result["sets"].items():
+        more = r["more_off_topic"]
+        lines.append(f"{name}: off-topic answered with [] {r['off_topic']['refused']}/{r['off_topic']['questions']}, "
+                     f"more {more['refused']}/{more['questions']} (near-misses {more['near_misses_refused']}/"
+                     f"{more['near_misses']}); paraphrases routed right {r['paraphrases']['top1']:.0%}")
     return "\n".join(lines)
 
 
@@ -226,9 +228,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     parser.add_argument("--quick", action="store_true", help=f"only the first {QUICK_QUESTIONS} questions")
     parser.add_argument("--questions", help="questions.jsonl (default: $ROUTING_QUESTIONS or the shared data)")
-    parser.add_argument("--no-knowledge", action="store_true", help="register the profiles only (ablation)")
+    parser.add_argument("--profiles", default=",".join(PROFILE_SETS),
+                        help=f"comma-separated subset of {', '.join(PROFILE_SETS)}")
     args = parser.parse_args(argv)
-    result = run(args.out, args.quick, questions=args.questions, knowledge=not args.no_knowledge)
+    chosen = [p.strip() for p in args.profiles.split(",") if p.strip()]
+    if unknown := set(chosen) - set(PROFILE_SETS):
+        parser.error(f"unknown profile sets {sorted(unknown)}; choose from {', '.join(PROFILE_SETS)}")
+    result = run(args.out, args.quick, questions=args.questions, profile_sets=chosen)
     print(table(result))
     print(f"written: {args.out / 'routing.json'}")
     return 0

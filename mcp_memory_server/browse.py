@@ -41,7 +41,7 @@ class Browsing:
     async def latest(self, request: LatestIn, caller: Caller = ANYONE) -> Latest:
         """The newest memories of one community (default: the server's) or of several ("*" = every
         community the caller may read), newest first. Unfiltered, they come from the lists the
-        service keeps in memory (`recent.RecentWrites`); filtered by kind, tags, agent or time, from
+        service keeps in memory (`recent.RecentWrites`); filtered by kind, tags, agent, thread or time, from
         bounded reads of the store (`recent.newest`)."""
         limit = request.limit
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= LATEST_MAX:
@@ -53,12 +53,13 @@ class Browsing:
             kinds=check.kinds(list(request.kinds or ()), self._limits),
             tags=check.tags(list(request.tags or ()), self._limits),
             agent_ids=[check.agent_id(request.agent_id, self._limits)] if request.agent_id is not None else [],
+            threads=[check.thread(request.thread, self._limits)] if request.thread is not None else [],
             since_ms=check.since_ms(request.since),
             live_at_ms=_now_ms(),
         )
         if scope == []:
             return Latest(memories=[], communities=[])
-        if flt.kinds or flt.tags or flt.agent_ids or flt.since_ms is not None:
+        if flt.kinds or flt.tags or flt.agent_ids or flt.threads or flt.since_ms is not None:
             records = await anyio.to_thread.run_sync(self._read_newest, flt, limit)
         else:
             records = merge([await self._newest_of(key) for key in (scope or [ALL])], limit)

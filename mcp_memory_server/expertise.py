@@ -2,7 +2,8 @@
 
 The decision itself is `routing.py`'s (pure scoring); this module reads what it needs from the
 store: the experts' profile and skill lines with their vectors, and the memories each expert wrote
-that resemble the question.
+that resemble the question, and the background sentences' vectors (`background.py`), embedded
+once per process, at the first `route`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import anyio.to_thread
 
 from . import validation as check
 from .access import Caller
+from .background import BACKGROUND
 from .errors import InvalidInput, UnknownCommunity
 from .filters import MemoryFilter
 from .models import (
@@ -32,6 +34,7 @@ from .routing import (
     PROFILE_KIND,
     SKILL_KIND,
     RoutingPolicy,
+    background_fit,
     phrases,
     rank_experts,
     similarities,
@@ -47,6 +50,8 @@ class Expertise:
     def __init__(self, service: MemoryService, policy: RoutingPolicy) -> None:
         self.service = service
         self.policy = policy
+        self._background: list[list[float]] = []
+        self._embedding = anyio.Lock()  # one embedding of the background per process, not one per caller
 
     async def register(self, request: RegisterExpertIn, caller: Caller) -> ExpertProfile:
         """Store (or replace) an expert's profile: one memory for the description and one per
@@ -106,6 +111,7 @@ class Expertise:
 
         # apart: in one batch the short phrases would be padded to the question's length
         vectors = await service.embed([question]) + (await service.embed(parts) if parts else [])
+        background = await self._background_vectors()
         depth = min(16384, max(50, 20 * len(experts)))
         flt = MemoryFilter(communities=[name], agent_ids=experts, exclude_kinds=list(EXPERT_KINDS), live_at_ms=now)
         experience = await anyio.to_thread.run_sync(lambda: store.search_dense(flt, vectors[0], depth))
@@ -113,8 +119,15 @@ class Expertise:
         fits = similarities(vectors, [m.dense for m in lines])
         records = [m.record for m in lines]
         chosen = rank_experts(experts, list(zip(records, fits[0], strict=True)), experience, k, self.policy,
+                              background=background_fit(vectors[0], background),
                               phrase_hits=[(text, list(zip(records, row, strict=True)))
                                            for text, row in zip(parts, fits[1:], strict=True)],
                               experience_complete=len(experience) < depth)
         return Routed(experts=chosen, community=name)
 
+    async def _background_vectors(self) -> list[list[float]]:
+        """The background sentences' vectors, embedded at the first call."""
+        async with self._embedding:
+            if not self._background:
+                self._background = await self.service.embed(list(BACKGROUND))
+        return self._background

@@ -137,6 +137,7 @@ class LatestIn(ToolInput):
     kinds: list[str] | None = Field(None, description="Only these kinds.")
     tags: TagsArg = None
     agent_id: str | None = Field(None, description="Only memories written by this agent.")
+    thread: ThreadArg = None
     since: str | None = Field(None, description="Only memories stored at or after this ISO-8601 date or time.")
 
 

@@ -1,13 +1,17 @@
 """Choosing experts for a question from what they say they know and what they have done.
 
-Pure scoring, no I/O: `MemoryService.route` gathers the evidence (similarity of the question, and
-of each short phrase of it, to each expert's profile and skills, and of the question to the
-memories each expert wrote) and `rank_experts` turns it into a decision:
+Pure scoring, no I/O: `expertise.Expertise.route` gathers the evidence (similarity of the question,
+and of each short phrase of it, to each expert's profile and skills, of the question to the
+memories each expert wrote, and to a background of everyday sentences) and `rank_experts` turns it
+into a decision:
 
 - an expert's score blends its best-fitting profile or skill (`profile`) with its memory
   closest to the question (`experience`: knowledge it loaded, answers it gave);
-- no expert is chosen when the best score is below `min_score` (the question is nobody's
-  business: better no answer than a guess);
+- no expert is chosen when the best score is below the question's fit to the nearest sentence
+  of `background.BACKGROUND` (the question is nobody's business: better no answer than a guess).
+  Both sides are cosines of one embedder on one question, so the test scales with the profiles:
+  short one-sentence profiles and long ones with knowledge are judged alike, which an absolute
+  floor cannot do;
 - the best expert is chosen; another one joins when its score is close to the best, or when some
   phrase of the question (a few words: "inside our Kubernetes pod", "users of our Android app")
   fits its profile clearly better than anyone else's while its own score is still reasonable.
@@ -35,13 +39,12 @@ MAX_EXPERT_LINES = 16384  # profile and skill memories read per route (Milvus' l
 class RoutingPolicy:
     """Weights and thresholds of the decision. Similarities are cosine in [-1, 1].
 
-    Chosen on one half of the routing benchmark (benchmarks/routing.py) and checked on the other;
-    `min_score` also sits above every off-topic probe of that benchmark.
+    Chosen on one half of the routing benchmark (benchmarks/routing.py) and checked on the other.
+    Whether anyone is chosen at all is not a threshold here: see `background_fit`.
     """
 
     profile_weight: float = 0.6  # the rest is experience
     experience_top: int = 1  # how many of an expert's closest memories are averaged as its experience
-    min_score: float = 0.20  # below this no expert is a confident match
     second_gap: float = 0.06  # another expert joins when within this of the best score, or ...
     phrase_words: int = 4  # ... when a phrase of this many words of the question (overlapping by half)
     phrase_min: float = 0.30  # fits its profile or a skill at least this well
@@ -65,6 +68,13 @@ def phrases(question: str, policy: RoutingPolicy | None = None) -> list[str]:
     if starts[-1] != last:
         starts.append(last)
     return [" ".join(words[i:i + size]) for i in starts[: policy.max_phrases]]
+
+
+def background_fit(question: Sequence[float], background: Sequence[Sequence[float]]) -> float:
+    """The question's cosine with the nearest sentence of the background: the score an expert
+    must reach to be chosen."""
+    fits = similarities([question], background)[0]
+    return max(fits) if fits else -1.0
 
 
 def similarities(queries: Sequence[Sequence[float]], lines: Sequence[Sequence[float]]) -> list[list[float]]:
@@ -93,13 +103,16 @@ def rank_experts(
     k: int,
     policy: RoutingPolicy | None = None,
     *,
+    background: float,
     phrase_hits: Sequence[tuple[str, Sequence[tuple[MemoryRecord, float]]]] = (),
     experience_complete: bool = True,
 ) -> list[ExpertMatch]:
     """The up-to-k experts best placed to answer, best first; empty when none is confident.
 
-    `profile_hits` / `experience_hits` are (memory, cosine similarity) pairs from searches over
-    the experts' profile and skill memories and over their other memories. `phrase_hits` pairs
+    `profile_hits` / `experience_hits` are (memory, cosine similarity) pairs from the experts'
+    profile and skill memories and from searches over their other memories.
+    `background` is the question's fit to the background (`background_fit`): the best expert must
+    score at least that, or nobody is chosen. `phrase_hits` pairs
     each phrase of the question (`phrases`) with its search over the profile and skill memories.
     `experience_complete` says whether `experience_hits` holds every memory of the experts (a
     search shorter than its limit): if not, an expert absent from it has memories, all less
@@ -137,7 +150,7 @@ def rank_experts(
         ev.score = policy.profile_weight * profile + (1 - policy.profile_weight) * experience
 
     ranked = sorted(evidence.items(), key=lambda item: -item[1].score)
-    if not ranked or ranked[0][1].score < policy.min_score:
+    if not ranked or ranked[0][1].score < background:
         return []
     best = ranked[0][1].score
     chosen = [ranked[0]]

@@ -62,12 +62,20 @@ def test_locomo_scores_every_mode_overall_per_category_and_per_conversation(loco
     result = locomo.run(tmp_path / "out", quick=True, locomo_dir=locomo_dir, formats=["plain"])
     assert result["turns"] == 5 and result["questions"] == 3
     assert set(result["modes"]) == {"semantic", "keyword", "hybrid"}
-    for mode in result["modes"].values():
+    for name, mode in result["modes"].items():
         assert set(mode["overall"]) == METRICS
         assert set(mode["per_category"]) == {"single-hop", "multi-hop", "temporal"}
         assert set(mode["per_conversation"]) == {"conv-1"}
         assert all(0.0 <= mode["overall"][m] <= 1.0 for m in METRICS - {"questions"})
+        buckets = mode["score_buckets"]
+        assert [b["from"] for b in buckets] == [i / 10 for i in range(10)]
+        hits = sum(b["hits"] for b in buckets)  # every hit of every question (5 turns, k=10) in one bucket
+        assert hits == 3 * 5 if name != "keyword" else 0 < hits <= 3 * 5  # keyword: only turns sharing a word
+        for b in buckets:
+            assert (b["hits"] == 0) == (b["evidence_share"] is None)
+            assert b["mean_score"] is None or b["from"] <= b["mean_score"] <= b["to"]
     assert set(result["format_variants_recall@5"]) == {"plain"}
+    assert "without threads" in result["variants_written"]
 
 
 def test_latency_measures_both_paths_concurrency_writes_and_cold_start(tmp_path: Path) -> None:

@@ -21,24 +21,39 @@ QUESTIONS = [
 ]
 
 
-def test_quick_routing_benchmark_writes_every_metric_for_route_and_the_keyword_baseline(tmp_path: Path) -> None:
+def test_quick_routing_benchmark_writes_every_metric_for_each_profile_set_and_the_keyword_baseline(
+        tmp_path: Path) -> None:
     questions = tmp_path / "questions.jsonl"
     questions.write_text("".join(json.dumps(q) + "\n" for q in QUESTIONS))
     result = bench.run(tmp_path / "out", quick=True, questions=questions)
 
     written = json.loads((tmp_path / "out" / "routing.json").read_text())
     assert written == json.loads(json.dumps(result))
-    for name in ("route", "keyword_baseline"):
-        assert set(written[name]) == {"tune", "held_out", "all"}
-        metrics = written[name]["all"]
+    assert list(written["sets"]) == ["community", "plain", "plain-study"]
+    for name, parts in [*((n, s["route"]) for n, s in written["sets"].items()),
+                        ("keyword_baseline", written["keyword_baseline"])]:
+        assert set(parts) == {"tune", "held_out", "all"}
+        metrics = parts["all"]
         assert metrics["questions"] == len(QUESTIONS) and metrics["two_expert_questions"] == 1
         for field in ("top1", "any_correct", "empty", "both_chosen", "mean_chosen"):
             assert 0 <= metrics[field] <= (3 if field == "mean_chosen" else 1), (name, field)
-    assert written["off_topic"]["questions"] == len(bench.OFF_TOPIC) and 0 <= written["off_topic"]["empty"] <= 1
-    assert written["paraphrases"]["questions"] == len(bench.PARAPHRASES)
-    assert len(written["paraphrases"]["chosen"]) == len(bench.PARAPHRASES)
-    assert set(written["experts"]) == set(EXPERTS)
-    assert written["experts"]["milvus_expert"]["knowledge"] == len(load_knowledge("milvus_expert"))
+    for judged in written["sets"].values():
+        assert judged["off_topic"]["questions"] == len(bench.OFF_TOPIC) == len(judged["off_topic"]["chosen"])
+        more = judged["more_off_topic"]
+        assert more["questions"] == len(bench.MORE_OFF_TOPIC) and 0 <= more["near_misses_refused"] <= more["refused"]
+        assert len(more["answered"]) == more["questions"] - more["refused"]
+        assert len(judged["paraphrases"]["chosen"]) == len(bench.PARAPHRASES)
+    assert set(written["sets"]["community"]["profiles"]) == set(EXPERTS)
+    community = written["sets"]["community"]["profiles"]
+    assert community["milvus_expert"]["knowledge"] == len(load_knowledge("milvus_expert"))
+    assert written["sets"]["plain"]["profiles"]["milvus_expert"]["description"].startswith("Specialist in Milvus")
+
+
+def test_plain_benchmark_profiles_are_one_sentence_and_three_or_four_skills() -> None:
+    for profiles in bench.PLAIN_PROFILES.values():
+        assert set(profiles) == {"python", "milvus", "devops"}
+        for description, skills in profiles.values():
+            assert description.count(".") <= 1 and 3 <= len(skills) <= 4
 
 
 def test_keyword_baseline_takes_the_first_matching_list_in_order() -> None:

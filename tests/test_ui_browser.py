@@ -126,6 +126,36 @@ def test_search_finds_a_memory_written_over_mcp_a_moment_before(hub: str, signed
     assert first.get_attribute("data-id") == written["id"]  # the best hit
 
 
+def test_the_thread_filter_lists_one_thread_and_a_memory_shows_its_neighbours_in_it(
+        hub: str, signed_in: WebDriver) -> None:
+    turns = ["Incident 7 opened: checkout latency above 2 s.", "Rolled back the payments release.",
+             "Latency back under 300 ms.", "Postmortem booked for Friday."]
+    written = mcp(hub, ALPHA, "remember_many", memories=[
+        {"content": text, "community": "team-alpha", "thread": "incident-7", "created_at": f"2026-05-04T09:0{i}:00Z"}
+        for i, text in enumerate(turns)])
+    ids = [r["id"] for r in written["results"]]
+    mcp(hub, ALPHA, "remember", content="Incident 8 opened: search is slow.", community="team-alpha",
+        thread="incident-8")
+    signed_in.get(f"{hub}/ui/memories?community=team-alpha")
+    box = signed_in.find_element(By.NAME, "thread")
+    box.send_keys("incident-7")
+    box.submit()
+    wait_for(signed_in, lambda d: "thread=incident-7" in d.current_url)
+    listed = [a.get_attribute("data-id") for a in signed_in.find_elements(By.CSS_SELECTOR, ".results article")]
+    assert listed == ids[::-1]  # the thread only, newest first
+    assert {t.text for t in signed_in.find_elements(By.CSS_SELECTOR, ".results .thread")} == {"incident-7"}
+    third = signed_in.find_element(By.CSS_SELECTOR, f".results article[data-id='{ids[2]}']")
+    third.find_element(By.CSS_SELECTOR, ".actions .id").click()
+    wait_for(signed_in, lambda d: ids[2] in d.current_url)
+    def shown(where: str) -> list[str | None]:
+        return [a.get_attribute("data-id") for a in signed_in.find_elements(By.CSS_SELECTOR, f"{where} article")]
+    assert (shown(".neighbours.before"), shown(".neighbours.after")) == (ids[:2], ids[3:])
+    # the thread's name on a card lists the thread
+    signed_in.find_element(By.CSS_SELECTOR, ".neighbours.after article .thread").click()
+    wait_for(signed_in, lambda d: "thread=incident-7" in d.current_url and "/memories/" not in d.current_url)
+    assert len(signed_in.find_elements(By.CSS_SELECTOR, ".results article")) == len(turns)
+
+
 def test_the_route_tester_names_the_right_expert_with_its_reason_and_memories(hub: str, signed_in: WebDriver) -> None:
     signed_in.get(f"{hub}/ui/experts?community=team-alpha")
     registered = [e.get_attribute("data-agent") for e in signed_in.find_elements(By.CSS_SELECTOR, ".card.expert")]

@@ -31,6 +31,7 @@ from .web import NO_STORE, View, Web, base, set_cookie
 ACTIVITY = 50  # memories on the Activity page (and in each of its updates, at most)
 SNIPPET = 240  # characters of content shown in a list
 WRITERS = 5  # recent writers shown per community
+NEIGHBOURS = 2  # memories shown before and after a memory of a thread, on its page
 
 Model = TypeVar("Model", bound=BaseModel)
 
@@ -38,8 +39,8 @@ Model = TypeVar("Model", bound=BaseModel)
 @dataclass(frozen=True)
 class SearchForm:
     """The Memories page's query string. Its filters apply to a search (`recall`) and to the
-    newest memories (`latest`) alike: a new filter (issue 9's `thread`) is one field here, one line
-    in `filters`, and one input in memories.html."""
+    newest memories (`latest`) alike: a filter is one field here, one line in `filters`, and one
+    input in memories.html."""
 
     q: str = ""
     community: str = ""  # empty: every community the visitor may read
@@ -47,6 +48,7 @@ class SearchForm:
     kind: str = ""
     tags: str = ""  # comma-separated
     agent: str = ""
+    thread: str = ""
     since: str = ""  # an ISO-8601 date (the form's date input) or time
     k: str = "10"
 
@@ -61,6 +63,7 @@ class SearchForm:
         return {"kinds": [self.kind] if self.kind else None,
                 "tags": [t.strip() for t in self.tags.split(",") if t.strip()] or None,
                 "agent_id": self.agent or None,
+                "thread": self.thread or None,
                 "since": self.since or None}
 
     def count(self, most: int) -> int:
@@ -118,7 +121,23 @@ class Pages:
         if not found:
             return self.web.render(view, "error.html", 404, message=f"community {community!r} holds no memory "
                                                                      f"{memory_id!r} (it may have been forgotten)")
-        return self.web.render(view, "memory.html", page="memories", memory=found[0], here=_here(request))
+        memory = found[0]
+        before, after = await self._neighbours(view, memory)
+        return self.web.render(view, "memory.html", page="memories", memory=memory, before=before, after=after,
+                               here=_here(request))
+
+    async def _neighbours(self, view: View, memory: StoredMemory) -> tuple[list[StoredMemory], list[StoredMemory]]:
+        """The memories just before and just after `memory` in its thread (of the thread's newest
+        LATEST_MAX: one bounded read), oldest first."""
+        if not memory.thread:
+            return [], []
+        newest = (await view.service.latest(LatestIn(community=memory.community, thread=memory.thread,
+                                                     limit=LATEST_MAX), view.caller)).memories
+        ordered = sorted(newest, key=lambda m: datetime.fromisoformat(m.created_at.replace("Z", "+00:00")))
+        at = next((i for i, m in enumerate(ordered) if m.id == memory.id), None)
+        if at is None:
+            return [], []
+        return ordered[max(0, at - NEIGHBOURS):at], ordered[at + 1:at + 1 + NEIGHBOURS]
 
     async def confirm_forget(self, request: Request) -> Response:
         view = await self.web.view(request)
