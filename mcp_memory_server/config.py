@@ -122,6 +122,10 @@ class Settings(BaseSettings):
     # comma-separated, e.g. "memory.example.org:*" and "https://memory.example.org".
     memory_allowed_hosts: str = ""
     memory_allowed_origins: str = ""
+    # Streamable HTTP without sessions: every request stands alone, so any hub behind a load balancer
+    # can answer it. Unset: on when MILVUS_URI is a Milvus server (several hubs may serve it), off on
+    # Milvus Lite (one hub; sessions cost ~1-2 ms less per call and cap each token's sessions).
+    memory_stateless_http: bool | None = None
 
     limits: Limits = Field(default_factory=lambda: Limits())
     fusion: Fusion = Field(default_factory=lambda: Fusion())
@@ -150,6 +154,11 @@ class Settings(BaseSettings):
     def is_lite(self) -> bool:
         """True when MILVUS_URI names a local Milvus Lite database file rather than a server."""
         return not self.milvus_uri.startswith(SERVER_SCHEMES)
+
+    @property
+    def stateless_http(self) -> bool:
+        """Whether the hub serves streamable HTTP without sessions (MEMORY_STATELESS_HTTP, see above)."""
+        return not self.is_lite if self.memory_stateless_http is None else self.memory_stateless_http
 
     @property
     def dimension(self) -> int:

@@ -112,8 +112,11 @@ async def serve_hub(settings: Settings, host: str, port: int, tokens: Tokens, al
 
 
 def _listen(host: str, port: int) -> socket.socket:
-    """A socket bound to host:port (uvicorn listens on it): a busy port is known before the store opens."""
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    """A socket bound to host:port (uvicorn listens on it): a busy port is known before the store opens.
+    Made with proto=IPPROTO_TCP: asyncio sets TCP_NODELAY on the connections it accepts only then.
+    Without it, a JSON answer written in two parts waited for the client's delayed ACK: ~40 ms per
+    call on a reused connection (measured: stats 48 ms -> 3 ms)."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
