@@ -94,6 +94,8 @@ class Settings(BaseSettings):
     # Seconds between two purges of expired memories by the process that owns the store (expiry.py).
     # Reads hide an expired memory at once; the purge only reclaims its row and re-indexes its thread.
     memory_expiry_interval: float = Field(60.0, gt=0)
+    # Recall queries whose vectors are kept (query_cache.py): a repeated query skips the model. 0: none.
+    memory_query_cache: int = Field(4096, ge=0)
 
     embedding_provider: Literal["local", "openai"] = "local"
     embedding_model: str = "all-MiniLM-L6-v2"

@@ -48,6 +48,7 @@ from .models import (
     UpdateIn,
 )
 from .progress import Progress, report
+from .query_cache import QueryCache
 from .ranking import Candidate, Scored, fuse, keyword_score, semantic_score
 from .recent import OWN_TTL_S, SHARED_TTL_S, RecentWrites
 from .records import iso, to_record
@@ -74,6 +75,7 @@ class MemoryService(Browsing):
         self._editing = Editing(self)
         self._transfer = Transfer(self)
         self.recent = RecentWrites(LATEST_MAX, ttl=OWN_TTL_S if store.exclusive else SHARED_TTL_S)
+        self.queries = QueryCache(settings.memory_query_cache)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -216,11 +218,12 @@ class MemoryService(Browsing):
         )
         if scope == []:
             return Recalled(hits=[], mode=mode, communities=[])
-        vector = (await self.embed([query]))[0] if mode != "keyword" else []
         weights = query_sparse(query, await self._keyword_stats(scope)) if mode != "semantic" else {}
         depth = max(k, self.settings.fusion.depth)
+        cached = self.queries.get(query) if mode != "keyword" else []
 
-        def search() -> list[Scored]:
+        def search() -> list[Scored]:  # one worker thread does the model call (unless cached) and the search
+            vector = self._embed_query(query) if cached is None else cached
             if mode == "semantic":
                 return [Scored(r, semantic_score(d), d, None) for r, d in self.store.search_dense(flt, vector, k)]
             if mode == "keyword":
@@ -228,7 +231,7 @@ class MemoryService(Browsing):
             found = self.store.candidates(flt, vector, weights, depth)
             return fuse(query, vector, weights, (Candidate(m.record, m.dense, m.sparse) for m in found), k)
 
-        scored = await anyio.to_thread.run_sync(search)
+        scored = await anyio.to_thread.run_sync(search, abandon_on_cancel=True)
         every = sorted((await self.writer.tallies.everything()).keys()) if scope is None else scope
         return Recalled(hits=[_hit(s) for s in scored], mode=mode, communities=every)
 
@@ -262,6 +265,12 @@ class MemoryService(Browsing):
     async def embed(self, texts: list[str]) -> list[list[float]]:
         # Abandoned when cancelled: a hub that stops does not wait for a model call nobody will read.
         return await anyio.to_thread.run_sync(self.embedder.embed, texts, abandon_on_cancel=True)
+
+    def _embed_query(self, query: str) -> list[float]:
+        """The query's vector, from the model; kept in the query cache. Blocks."""
+        vector = self.embedder.embed([query])[0]
+        self.queries.put(query, vector)
+        return vector
 
     def community(self, named: str | None) -> str:
         """The community a call names, or the default when it names none. An empty name is not
