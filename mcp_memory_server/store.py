@@ -213,8 +213,11 @@ class MemoryStore:
     # -- writes ----------------------------------------------------------------------------
 
     def insert(self, memories: Sequence[IndexedMemory]) -> None:
-        """Insert memories with their vectors. Returns once Milvus acknowledged them."""
-        self._write("insert", memories)
+        """Insert memories with their vectors. Returns once Milvus acknowledged them. On a server,
+        as an upsert: Milvus does not enforce unique primary keys, and two hubs that both find new
+        content absent (each checks before it writes) would store it twice; ids are derived from the
+        content, so an upsert keeps one row whichever hub writes last."""
+        self._write("insert" if self.is_lite else "upsert", memories)
 
     def upsert(self, memories: Sequence[IndexedMemory]) -> None:
         """Replace memories (same ids) with new vectors or fields."""

@@ -122,6 +122,9 @@ class Tallies:
             async with self.lock:
                 if not self._fresh(self._everything_read_at):
                     read = await anyio.to_thread.run_sync(self._read, None)
+                    for community in self._tallies.keys() - read.keys():  # emptied by another hub
+                        if not self._fresh(self._tallies[community].read_at):
+                            self._tallies[community] = Tally(read_at=time.monotonic())
                     for community, tally in read.items():
                         current = self._tallies.get(community)
                         if current is None or not self._fresh(current.read_at):

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -39,3 +41,26 @@ def hub_process(db: Path, cwd: Path, transport: str = "streamable-http", timeout
     with launch.hub_process(server_env(db, **extra), log or cwd / f"hub-{port}.log", port=port, transport=transport,
                             cwd=cwd, timeout=timeout) as running:
         yield running
+
+
+# Milvus Lite's own gRPC server in its own process: a Milvus server on a loopback port, to the store.
+SERVE = ("import sys, time\n"
+         "from milvus_lite.adapter.grpc.server import start_server_in_thread\n"
+         "server = start_server_in_thread(sys.argv[1], '127.0.0.1', int(sys.argv[2]))\n"
+         "print('ready', flush=True)\n"
+         "time.sleep(600)\n")  # stops by itself if a test leaves it behind
+
+
+@contextmanager
+def milvus_server(data: Path, port: int) -> Iterator[subprocess.Popen[bytes]]:
+    proc = subprocess.Popen([sys.executable, "-c", SERVE, str(data), str(port)], stdout=subprocess.PIPE)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == b"ready"
+        yield proc
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGCONT)
+            proc.kill()
+        proc.wait(10)
+        if proc.stdout is not None:
+            proc.stdout.close()

@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio
@@ -25,30 +22,11 @@ from mcp_memory_server.hub.launch import free_port
 from mcp_memory_server.memory import Runtime
 from mcp_memory_server.server import build_server
 from tests.conftest import call, call_error
+from tests.procs import milvus_server
 
 pytestmark = pytest.mark.anyio
 
-SERVE = ("import sys, time\n"
-         "from milvus_lite.adapter.grpc.server import start_server_in_thread\n"
-         "server = start_server_in_thread(sys.argv[1], '127.0.0.1', int(sys.argv[2]))\n"
-         "print('ready', flush=True)\n"
-         "time.sleep(600)\n")  # stops by itself if a test leaves it behind
 TIMEOUT = 3.0
-
-
-@contextmanager
-def milvus_server(data: Path, port: int) -> Iterator[subprocess.Popen[bytes]]:
-    proc = subprocess.Popen([sys.executable, "-c", SERVE, str(data), str(port)], stdout=subprocess.PIPE)
-    try:
-        assert proc.stdout is not None and proc.stdout.readline().strip() == b"ready"
-        yield proc
-    finally:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGCONT)
-            proc.kill()
-        proc.wait(10)
-        if proc.stdout is not None:
-            proc.stdout.close()
 
 
 @pytest.fixture

@@ -37,12 +37,17 @@ def _record(message: str, error: BaseException) -> logging.LogRecord:
                                  sys.exc_info())
 
 
-def test_only_the_disconnect_quirk_is_quieted() -> None:
+def test_only_the_sdks_harmless_records_are_quieted() -> None:
     quiet = QuietDisconnects()
     assert not quiet.filter(_record("Error in standalone SSE writer", anyio.ClosedResourceError()))
     assert quiet.filter(_record("Error in standalone SSE writer", RuntimeError("a real failure")))
     assert quiet.filter(_record("Error in standalone SSE response", anyio.ClosedResourceError()))
     assert quiet.filter(_record("Error handling POST request", ValueError("x")))
+    stateless = logging.LogRecord("mcp.server.streamable_http", logging.INFO, __file__, 1, "Terminating session: %s",
+                                  (None,), None)
+    assert not quiet.filter(stateless)  # after every request of a stateless hub
+    assert quiet.filter(logging.LogRecord("mcp.server.streamable_http", logging.INFO, __file__, 1,
+                                          "Terminating session: %s", ("4f0c",), None))
 
 
 def test_loading_the_local_model_draws_no_progress_bar() -> None:

@@ -28,14 +28,16 @@ from .ui import ui_app
 
 
 class QuietDisconnects(logging.Filter):
-    """Drops one record: the MCP SDK's ERROR "Error in standalone SSE writer" with a traceback of
+    """Drops two records: the MCP SDK's ERROR "Error in standalone SSE writer" with a traceback of
     anyio.ClosedResourceError, which it logs each time a streamable-HTTP client disconnects (a
-    harmless quirk of the SDK; eight in one short session). Every other record passes."""
+    harmless quirk of the SDK; eight in one short session), and its INFO "Terminating session: None",
+    which stateless HTTP (MEMORY_STATELESS_HTTP) logs after every request. Every other record passes."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         error = record.exc_info[1] if record.exc_info else None
-        return not (record.getMessage() == "Error in standalone SSE writer"
-                    and isinstance(error, anyio.ClosedResourceError))
+        message = record.getMessage()
+        return not (message == "Error in standalone SSE writer" and isinstance(error, anyio.ClosedResourceError)
+                    or message == "Terminating session: None")
 
 
 _QUIET_DISCONNECTS = QuietDisconnects()
