@@ -35,7 +35,7 @@ from mcp_memory_server.models import MemoryRecord, RecallIn, SearchMode, memory_
 from mcp_memory_server.service import MemoryService
 from mcp_memory_server.store import MemoryStore
 
-from . import synthetic
+from . import synthetic, tools_latency
 
 COMMUNITIES = [f"team-{i:02d}" for i in range(20)]
 COLLECTION = "agent_memory"
@@ -54,7 +54,9 @@ def percentiles(seconds: Sequence[float]) -> dict[str, float]:
 
 def _env(db: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MILVUS_", "MEMORY_", "EMBEDDING_"))}
-    env.update(MILVUS_URI=str(db), MEMORY_COLLECTION=COLLECTION, PYTHONPATH=str(Path(__file__).parents[1]))
+    # No query cache: every timed recall pays for its model call (a cached query: tools_latency.floors).
+    env.update(MILVUS_URI=str(db), MEMORY_COLLECTION=COLLECTION, MEMORY_QUERY_CACHE="0",
+               PYTHONPATH=str(Path(__file__).parents[1]))
     return env
 
 
@@ -146,14 +148,17 @@ async def mcp_recall(url: str, queries: Sequence[tuple[str, str]]) -> list[float
     return times
 
 
-async def concurrent(url: str, clients: int, queries: Sequence[tuple[str, str]], per_client: int) -> dict[str, Any]:
-    """`clients` sessions recalling at once; throughput (recalls/s) and latency percentiles."""
+async def concurrent(url: str | Sequence[str], clients: int, queries: Sequence[tuple[str, str]],
+                     per_client: int) -> dict[str, Any]:
+    """`clients` sessions recalling at once (client n on hub n mod the hubs given); throughput
+    (recalls/s) and latency percentiles."""
+    urls = [url] if isinstance(url, str) else list(url)
     times: list[float] = []
     opened: list[int] = []
     go = anyio.Event()
 
     async def worker(n: int) -> None:
-        async with session(url) as s:
+        async with session(urls[n % len(urls)]) as s:
             await call(s, "recall", query=queries[n][0], community=queries[n][1], k=K)
             opened.append(n)
             await go.wait()
@@ -222,10 +227,11 @@ class Scale:
     singles: int
     cold_starts: int
     unique: int  # texts embedded for real for the bulk load
+    two_hubs: tuple[int, int] = (0, 0)  # memories on one Milvus server, clients on one hub then two (0: skip)
 
 
-FULL = Scale((1_000, 10_000, 100_000), 200, (1, 4, 16), 40, 2_000, 100, 3, 5_000)
-QUICK = Scale((500, 2_000), 40, (1, 4), 10, 280, 20, 1, 1_000)
+FULL = Scale((1_000, 10_000, 100_000), 200, (1, 4, 16), 40, 2_000, 100, 3, 5_000, (10_000, 16))
+QUICK = Scale((500, 2_000), 40, (1, 4), 10, 280, 20, 1, 1_000, (500, 4))
 
 
 def run(out_dir: Path, quick: bool, *, scale: Scale | None = None) -> dict[str, Any]:
@@ -238,6 +244,7 @@ def run(out_dir: Path, quick: bool, *, scale: Scale | None = None) -> dict[str, 
     texts = synthetic.sentences(max(sizes))
     vectors = synthetic.vectors(texts, embedder, unique=min(len(texts), sc.unique))
     qs = [(q, rng.choice(COMMUNITIES)) for q in synthetic.queries(sc.queries)]
+    query_vectors = np.asarray(embedder.embed([q for q, _ in qs]), dtype=np.float32)
     result: dict[str, Any] = {"k": K, "communities": len(COMMUNITIES), "mode": "hybrid", "sizes": {}}
     # Writes go to a community of their own on the largest database, after its recalls are timed.
     write_texts = [f"{s} (write {i})" for i, s in enumerate(synthetic.sentences(sc.writes + sc.singles, seed=99))]
@@ -262,6 +269,7 @@ def run(out_dir: Path, quick: bool, *, scale: Scale | None = None) -> dict[str, 
                 direct_recall(store, embedder, qs[:5])
                 direct = percentiles(direct_recall(store, embedder, qs))
                 semantic = percentiles(direct_recall(store, embedder, qs, mode="semantic"))
+                floors = tools_latency.floors(store, embedder, qs, stats, query_vectors)
             finally:
                 store.close()  # releases the database for the hub process
             with hub(db, Path(tmp)) as url:
@@ -270,9 +278,11 @@ def run(out_dir: Path, quick: bool, *, scale: Scale | None = None) -> dict[str, 
                     "load_seconds": round(load_s, 1), "direct": direct, "direct_semantic": semantic, "mcp": mcp,
                     "overhead_p50": round(mcp["p50_ms"] / direct["p50_ms"], 2),
                     "overhead_p99": round(mcp["p99_ms"] / direct["p99_ms"], 2),
+                    "floors": floors, "tools": anyio.run(tools_latency.per_tool, url, qs),
                 }
-                if size == sizes[-1]:
+                if size >= 10_000 or size == sizes[-1]:
                     entry["concurrency"] = [anyio.run(concurrent, url, c, qs, sc.per_client) for c in clients]
+                if size == sizes[-1]:
                     writes = anyio.run(remember_rates, url, write_texts, 256, sc.singles)
             result["sizes"][str(size)] = entry
         writes["embedder_per_s"] = round(embed_rate, 1)
@@ -285,4 +295,7 @@ def run(out_dir: Path, quick: bool, *, scale: Scale | None = None) -> dict[str, 
             "first_recall_s": min(s["first_recall_s"] for s in starts),
             "memories": loaded + len(write_texts) + 1,
         }
+        if sc.two_hubs[0]:
+            result["two_hubs"] = tools_latency.two_hubs(Path(tmp), texts, vectors, sc.two_hubs[0], qs,
+                                                        sc.two_hubs[1], sc.per_client)
     return result

@@ -107,12 +107,14 @@ def _latency(r: dict[str, Any]) -> list[str]:
               f"({_ok(e['mcp']['p50_ms'], TARGETS['p50_ms'], False)}), p99 <= {TARGETS['p99_ms']:.0f} ms "
               f"({_ok(e['mcp']['p99_ms'], TARGETS['p99_ms'], False)}), overhead <= {TARGETS['overhead']} "
               f"({_ok(e['overhead_p50'], TARGETS['overhead'], False)}).", ""]
-    if "concurrency" in e:
-        lines += [f"Concurrent MCP clients at {int(largest):,} memories:", "",
-                  "| clients | recalls/s | p50 | p99 |", "|---|---|---|---|"]
-        for c in e["concurrency"]:
-            lines.append(f"| {c['clients']} | {c['throughput_per_s']} | {c['p50_ms']} ms | {c['p99_ms']} ms |")
-        lines.append("")
+    for size, entry in r["sizes"].items():
+        if "concurrency" in entry:
+            lines += [f"Concurrent MCP clients at {int(size):,} memories:", "",
+                      "| clients | recalls/s | p50 | p99 |", "|---|---|---|---|"]
+            for c in entry["concurrency"]:
+                lines.append(f"| {c['clients']} | {c['throughput_per_s']} | {c['p50_ms']} ms | {c['p99_ms']} ms |")
+            lines.append("")
+    lines += _tools(r)
     w = r["writes"]
     lines += ["Writes through MCP:", "",
               f"- single `remember`: p50 {w['single_remember']['p50_ms']} ms, p99 {w['single_remember']['p99_ms']} ms",
@@ -127,6 +129,56 @@ def _latency(r: dict[str, Any]) -> list[str]:
     if "concurrency" in e:
         lines += ["![concurrent clients](concurrency.png)", ""]
     return lines
+
+
+def _tools(r: dict[str, Any]) -> list[str]:
+    """Every tool through MCP, the floors of the same run, the issue-10 targets, two hubs vs one."""
+    sizes = [s for s, e in r["sizes"].items() if "tools" in e]
+    if not sizes:
+        return []
+    names = list(r["sizes"][sizes[0]]["tools"])
+    lines = ["### Every tool through MCP, and the floor", "",
+             "p50 / p99 through the MCP client (hub without query cache: every recall embeds its query); "
+             "the floors in process in the same run: the embedder alone on one query, the engine alone "
+             "(precomputed query vector), a recall whose query vector is cached.", "",
+             "| memories | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for size in sizes:
+        lines.append(_row(size, r["sizes"][size]["tools"], names))
+    floors = list(r["sizes"][sizes[0]]["floors"])
+    lines += ["", "| memories | " + " | ".join(floors) + " |", "|---|" + "---|" * len(floors)]
+    for size in sizes:
+        lines.append(_row(size, r["sizes"][size]["floors"], floors))
+    small, large = r["sizes"][sizes[0]], r["sizes"][sizes[-1]]
+    embed, hybrid = small["floors"]["embed_one_query"]["p50_ms"], small["tools"]["recall_hybrid"]["p50_ms"]
+    stats, listed = small["tools"]["stats"]["p50_ms"], small["tools"]["list_communities"]["p50_ms"]
+    lines += ["", "Targets (issue 10):", "",
+              f"- {int(sizes[0]):,} memories: hybrid recall p50 {hybrid} ms <= 2x the embedder's {embed} ms: "
+              f"{hybrid / embed:.2f}x, {_ok(hybrid / embed, 2.0, False)}; `stats` p50 {stats} ms and "
+              f"`list_communities` {listed} ms <= 5 ms: {_ok(max(stats, listed), 5, False)}",
+              f"- {int(sizes[-1]):,} memories: hybrid p50 {large['tools']['recall_hybrid']['p50_ms']} ms <= 30 ms "
+              f"({_ok(large['tools']['recall_hybrid']['p50_ms'], 30, False)}), p99 "
+              f"{large['tools']['recall_hybrid']['p99_ms']} ms <= 80 ms "
+              f"({_ok(large['tools']['recall_hybrid']['p99_ms'], 80, False)})"]
+    for size in sizes:
+        most = max(r["sizes"][size].get("concurrency", []), key=lambda c: c["clients"], default=None)
+        if most is not None and int(size) >= 10_000:
+            lines.append(f"- {most['clients']} clients at {int(size):,}: {most['throughput_per_s']} recalls/s >= 100 "
+                         f"({_ok(most['throughput_per_s'], 100, True)}), p99 {most['p99_ms']} ms <= 300 ms "
+                         f"({_ok(most['p99_ms'], 300, False)})")
+    two = r.get("two_hubs")
+    if two:
+        lines += ["", f"Two hubs vs one on one Milvus server ({two['server']}; {two['memories']:,} memories, "
+                  f"{two['clients']} concurrent clients, FLAT index):", "",
+                  "| hubs | recalls/s | p50 | p99 |", "|---|---|---|---|"]
+        for n in (1, 2):
+            h = two[f"hubs_{n}"]
+            lines.append(f"| {n} | {h['throughput_per_s']} | {h['p50_ms']} ms | {h['p99_ms']} ms |")
+    return [*lines, "", "![every tool](tools.png)", ""]
+
+
+def _row(size: str, timings: dict[str, Any], names: list[str]) -> str:
+    cells = [f"{timings[n]['p50_ms']} / {timings[n]['p99_ms']} ms" for n in names]
+    return f"| {int(size):,} | " + " | ".join(cells) + " |"
 
 
 def _peer(r: dict[str, Any]) -> list[str]:
@@ -267,6 +319,20 @@ def plots(results: dict[str, Any], out: Path) -> list[Path]:
             twin.set_ylabel("p99 latency, ms", color="tab:red")
             ax.set_title(f"concurrent clients at {sizes[-1]:,} memories")
             written.append(_save(fig, out / "concurrency.png"))
+        with_tools = [s for s in sizes if "tools" in r["sizes"][str(s)]]
+        if with_tools:
+            fig, ax = plt.subplots(figsize=(9, 4))
+            names = list(r["sizes"][str(with_tools[0])]["tools"])
+            width = 0.8 / len(with_tools)
+            for i, size in enumerate(with_tools):
+                tools = r["sizes"][str(size)]["tools"]
+                ax.bar([j + i * width for j in range(len(names))], [tools[n]["p50_ms"] for n in names], width,
+                       label=f"{size:,} memories")
+            ax.set_xticks([j + 0.4 - width / 2 for j in range(len(names))], names, rotation=20, fontsize=8)
+            ax.set_ylabel("p50 through MCP, ms")
+            ax.set_title("every tool through MCP")
+            ax.legend(fontsize=8)
+            written.append(_save(fig, out / "tools.png"))
     return written
 
 

@@ -80,11 +80,21 @@ def test_locomo_scores_every_mode_overall_per_category_and_per_conversation(loco
 
 def test_latency_measures_both_paths_concurrency_writes_and_cold_start(tmp_path: Path) -> None:
     tiny = latency.Scale(sizes=(60,), queries=4, clients=(1, 2), per_client=2, writes=6, singles=2,
-                         cold_starts=1, unique=20)
+                         cold_starts=1, unique=20, two_hubs=(40, 2))
     result = latency.run(tmp_path, quick=True, scale=tiny)
     entry = result["sizes"]["60"]
     for path in ("direct", "direct_semantic", "mcp"):
         assert entry[path]["n"] == 4 and entry[path]["p50_ms"] > 0
+    assert set(entry["tools"]) == {"recall_hybrid", "recall_semantic", "recall_keyword", "remember", "stats",
+                                   "list_communities", "route"}
+    assert all(t["n"] == 4 and t["p50_ms"] > 0 for t in entry["tools"].values())
+    assert all(f["n"] == 4 and f["p50_ms"] > 0 for f in entry["floors"].values())
+    two = result["two_hubs"]
+    assert two["memories"] == 40 and [two[h]["recalls"] for h in ("hubs_1", "hubs_2")] == [4, 4]
+    summary = "\n".join(report._latency(result))
+    assert "### Every tool through MCP, and the floor" in summary and "Two hubs vs one" in summary
+    assert [p.name for p in report.plots({"latency": result}, tmp_path)] == ["latency.png", "concurrency.png",
+                                                                            "tools.png"]
     assert entry["overhead_p50"] > 0
     assert [c["clients"] for c in entry["concurrency"]] == [1, 2]
     assert [c["recalls"] for c in entry["concurrency"]] == [2, 4]
