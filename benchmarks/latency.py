@@ -278,7 +278,7 @@ def run(out_dir: Path, quick: bool, *, scale: Scale | None = None) -> dict[str, 
                     "load_seconds": round(load_s, 1), "direct": direct, "direct_semantic": semantic, "mcp": mcp,
                     "overhead_p50": round(mcp["p50_ms"] / direct["p50_ms"], 2),
                     "overhead_p99": round(mcp["p99_ms"] / direct["p99_ms"], 2),
-                    "floors": floors, "tools": anyio.run(tools_latency.per_tool, url, qs),
+                    "floors": floors, "tools": anyio.run(tools_latency.per_tool, url, qs, f"{size}-"),
                 }
                 if size >= 10_000 or size == sizes[-1]:
                     entry["concurrency"] = [anyio.run(concurrent, url, c, qs, sc.per_client) for c in clients]

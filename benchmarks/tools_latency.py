@@ -84,8 +84,9 @@ def floors(store: MemoryStore, embedder: LocalEmbedder, queries: Sequence[tuple[
             "direct_hybrid_cached_query": latency.percentiles(anyio.run(cached))}
 
 
-async def per_tool(url: str, queries: Sequence[tuple[str, str]]) -> dict[str, Any]:
-    """p50 / p99 of each tool through one MCP session; every call has a query or content of its own."""
+async def per_tool(url: str, queries: Sequence[tuple[str, str]], run: str = "") -> dict[str, Any]:
+    """p50 / p99 of each tool through one MCP session; every call has a query or content of its own
+    (`run` tells the sizes of one database apart: content written at an earlier size is a duplicate)."""
     out: dict[str, Any] = {}
     async with latency.session(url) as s:
         for text, community in queries[:3]:  # warm the session and the hub
@@ -105,7 +106,7 @@ async def per_tool(url: str, queries: Sequence[tuple[str, str]]) -> dict[str, An
         for mode in MODES:  # a different wording per mode: no call finds its query's vector cached
             await timed(f"recall_{mode}", [("recall", {"query": f"{text} ({mode})", "community": c, "k": latency.K,
                                                        "mode": mode}) for text, c in queries])
-        await timed("remember", [("remember", {"content": f"tool latency note {i}: {text}", "community": "tools"})
+        await timed("remember", [("remember", {"content": f"tool latency note {run}{i}: {text}", "community": "tools"})
                                  for i, (text, _) in enumerate(queries)])
         await timed("stats", [("stats", {}) for _ in queries])
         await timed("list_communities", [("list_communities", {}) for _ in queries])
