@@ -8,7 +8,7 @@ calls run Lite's servicer in the calling thread. pymilvus' `MilvusClient` takes 
 (`channel=`, passed through to its gRPC handler), so the store keeps one code path for Lite and a
 Milvus server. Nothing listens; a call costs ~0.05 ms instead of ~0.6 ms (measured, issue 10).
 
-Only `store.py` uses this module.
+Only `store.py` and `collection.py` use this module.
 """
 
 from __future__ import annotations

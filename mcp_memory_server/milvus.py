@@ -1,7 +1,7 @@
 """pymilvus, imported safely, and what the store needs to know about it: the collection's schema,
 index and search parameters, and what an error from Milvus means (timed out, connection lost).
 
-Only `store.py` imports this module.
+Only `store.py`, `collection.py` and `migrate.py` import this module.
 """
 
 from __future__ import annotations
