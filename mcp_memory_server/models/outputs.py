@@ -29,36 +29,6 @@ class RememberedMany(BaseModel):
     duplicates: int = Field(description="How many were already there.")
 
 
-class Hit(BaseModel):
-    """One recalled memory."""
-
-    id: str
-    content: str
-    score: float = Field(description="Estimated probability, in [0, 1], that the memory is relevant to the "
-                                     "query; the same scale in every mode.")
-    dense: float | None = Field(None, description="Evidence: cosine similarity of the query and the memory "
-                                                  "(with its thread context), when the mode looked at meaning.")
-    keyword: float | None = Field(None, description="Evidence: the memory's BM25 score for the query's words, "
-                                                    "when the mode looked at words.")
-    community: str
-    kind: str
-    tags: list[str]
-    agent_id: str
-    thread: str | None = Field(None, description="The thread the memory belongs to, if any.")
-    created_at: str = Field(description="When it happened: when it was stored, unless the writer said "
-                                        "(ISO-8601, UTC).")
-    metadata: dict[str, Any]
-    expires_at: str | None = Field(None, description="When it will be forgotten (ISO-8601, UTC), if ever.")
-
-
-class Recalled(BaseModel):
-    """Result of a recall, best first."""
-
-    hits: list[Hit]
-    mode: SearchMode
-    communities: list[str]
-
-
 class StoredMemory(BaseModel):
     """One stored memory, as a person browsing the memory sees it (a recall hit without a score)."""
 
@@ -73,6 +43,25 @@ class StoredMemory(BaseModel):
                                         "(ISO-8601, UTC).")
     metadata: dict[str, Any]
     expires_at: str | None = Field(None, description="When it will be forgotten (ISO-8601, UTC), if ever.")
+
+
+class Hit(StoredMemory):
+    """One recalled memory: a stored memory with its score and the evidence behind it."""
+
+    score: float = Field(description="Estimated probability, in [0, 1], that the memory is relevant to the "
+                                     "query; the same scale in every mode.")
+    dense: float | None = Field(None, description="Evidence: cosine similarity of the query and the memory "
+                                                  "(with its thread context), when the mode looked at meaning.")
+    keyword: float | None = Field(None, description="Evidence: the memory's BM25 score for the query's words, "
+                                                    "when the mode looked at words.")
+
+
+class Recalled(BaseModel):
+    """Result of a recall, best first."""
+
+    hits: list[Hit]
+    mode: SearchMode
+    communities: list[str]
 
 
 class Latest(BaseModel):
