@@ -25,6 +25,11 @@ from dataclasses import dataclass, field
 K1 = 1.5
 B = 0.75
 CONTEXT_WEIGHT = 0.5  # a context memory's words count half as much as the memory's own
+# IDF is computed as if a community held at least this many memories, the others without the
+# term. With a handful of memories every word looks common (one memory: IDF 0.29 for each of its
+# words), so a plain keyword match scored as nothing, while the calibrated scores (ranking.py) were
+# fitted on communities of 300-700 memories, which this floor leaves exactly as they were.
+MIN_ROWS = 100
 
 Sparse = dict[int, float]
 
@@ -96,7 +101,7 @@ class KeywordStats:
 
     def idf(self, term: int) -> float:
         df = self.df.get(term, 0)
-        return math.log(1.0 + (self.rows - df + 0.5) / (df + 0.5)) if df > 0 else 0.0
+        return math.log(1.0 + (max(self.rows, MIN_ROWS) - df + 0.5) / (df + 0.5)) if df > 0 else 0.0
 
     @staticmethod
     def merged(parts: Iterable[KeywordStats]) -> KeywordStats:

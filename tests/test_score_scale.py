@@ -92,3 +92,18 @@ async def test_the_evidence_of_a_memory_is_the_same_whichever_mode_reports_it(wo
         # and a memory found by both sides outranks what only one side finds, as the scale says
         both = [h for h in hybrid if h["keyword"] > 0 and h["dense"] > 0]
         assert both and hybrid[0]["id"] in {h["id"] for h in both}, query
+
+
+async def test_a_clear_match_in_a_new_small_community_scores_as_a_match(client: ClientSession) -> None:
+    """With the real embedder: in a community of two memories, the one that has every word of the
+    question scores as a likely match in hybrid and keyword mode, the other stays near zero (keyword
+    weights are computed as if a community held at least keywords.MIN_ROWS memories; with one or two,
+    every word looked common and a perfect keyword match scored about 0.04)."""
+    await call(client, "remember", content="The staging deploy uses blue-green switching.", community="tiny")
+    await call(client, "remember", content="Lunch on Fridays is pizza in the kitchen.", community="tiny")
+    question = {"query": "blue-green staging deploy", "community": "tiny"}
+    hybrid = (await call(client, "recall", **question))["hits"]
+    keyword = (await call(client, "recall", **question, mode="keyword"))["hits"]
+    assert hybrid[0]["content"].startswith("The staging deploy") and hybrid[0]["score"] >= 0.3
+    assert all(h["score"] < 0.05 for h in hybrid[1:])
+    assert keyword[0]["content"].startswith("The staging deploy") and keyword[0]["score"] >= 0.2
