@@ -30,6 +30,7 @@ from mcp_memory_server.hub.launch import hub_process
 from openagents_bridge.experts import EXPERTS, load_knowledge
 
 from . import browser
+from .latency import call
 
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "docs" / "screenshots"
@@ -74,13 +75,6 @@ async def session(url: str, token: str) -> AsyncIterator[ClientSession]:
                 ClientSession(read, write) as mcp):
         await mcp.initialize()
         yield mcp
-
-
-async def call(mcp: ClientSession, tool: str, **arguments: Any) -> dict[str, Any]:
-    result = await mcp.call_tool(tool, arguments)
-    if result.isError or result.structuredContent is None:
-        raise RuntimeError(f"{tool} failed: {result.content}")
-    return result.structuredContent
 
 
 async def seed(url: str, tokens: dict[str, str]) -> None:

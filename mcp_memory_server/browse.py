@@ -17,7 +17,7 @@ from .access import ANYONE, Caller, read_scope
 from .config import Limits, Settings
 from .errors import InvalidInput, UnknownMemory
 from .filters import MemoryFilter
-from .models import LATEST_MAX, Expert, Experts, Latest, LatestIn, MemoryRecord, StoredMemory
+from .models import LATEST_MAX, Expert, Experts, Latest, LatestIn, MemoryRecord, RecallIn, StoredMemory
 from .recent import ALL, RecentWrites, merge, newest
 from .records import is_live, iso, stored
 from .routing import EXPERT_KINDS, MAX_EXPERT_LINES, PROFILE_KIND, SKILL_KIND
@@ -38,17 +38,13 @@ class Browsing:
     def community(self, named: str | None) -> str:
         raise NotImplementedError  # MemoryService.community
 
-    async def latest(self, request: LatestIn, caller: Caller = ANYONE) -> Latest:
-        """The newest memories of one community (default: the server's) or of several ("*" = every
-        community the caller may read), newest first. Unfiltered, they come from the lists the
-        service keeps in memory (`recent.RecentWrites`); filtered by kind, tags, agent, thread or time, from
-        bounded reads of the store (`recent.newest`)."""
-        limit = request.limit
-        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= LATEST_MAX:
-            raise InvalidInput(f"limit must be a whole number from 1 to {LATEST_MAX}, got {limit!r}")
+    async def scoped_filter(self, request: LatestIn | RecallIn,
+                            caller: Caller) -> tuple[list[str] | None, MemoryFilter]:
+        """The communities a read covers (None: every community; []: none the caller may read) and
+        the filter of its kinds, tags, agent, thread and time, each value checked; expired memories out."""
         scope = await read_scope(caller, request.community, request.communities, exists=self.exists,
                                  default=self.settings.memory_default_community, limits=self._limits)
-        flt = MemoryFilter(
+        return scope, MemoryFilter(
             communities=scope,
             kinds=check.kinds(list(request.kinds or ()), self._limits),
             tags=check.tags(list(request.tags or ()), self._limits),
@@ -57,6 +53,16 @@ class Browsing:
             since_ms=check.since_ms(request.since),
             live_at_ms=_now_ms(),
         )
+
+    async def latest(self, request: LatestIn, caller: Caller = ANYONE) -> Latest:
+        """The newest memories of one community (default: the server's) or of several ("*" = every
+        community the caller may read), newest first. Unfiltered, they come from the lists the
+        service keeps in memory (`recent.RecentWrites`); filtered by kind, tags, agent, thread or time, from
+        bounded reads of the store (`recent.newest`)."""
+        limit = request.limit
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= LATEST_MAX:
+            raise InvalidInput(f"limit must be a whole number from 1 to {LATEST_MAX}, got {limit!r}")
+        scope, flt = await self.scoped_filter(request, caller)
         if scope == []:
             return Latest(memories=[], communities=[])
         if flt.kinds or flt.tags or flt.agent_ids or flt.threads or flt.since_ms is not None:

@@ -14,7 +14,7 @@ import anyio
 import anyio.to_thread
 
 from . import validation as check
-from .access import ANYONE, Caller, read_scope
+from .access import ANYONE, Caller
 from .browse import Browsing
 from .config import Settings
 from .editing import Editing
@@ -205,17 +205,7 @@ class MemoryService(Browsing):
         k = check.k_or_default(_given(request, "k"), RECALL_K, self._limits)
         if mode not in ("hybrid", "semantic", "keyword"):
             raise InvalidInput(f"mode must be hybrid, semantic or keyword, got {mode!r}")
-        scope = await read_scope(caller, request.community, request.communities, exists=self.exists,
-                                 default=self.settings.memory_default_community, limits=self._limits)
-        flt = MemoryFilter(
-            communities=scope,
-            kinds=check.kinds(list(request.kinds or ()), self._limits),
-            tags=check.tags(list(request.tags or ()), self._limits),
-            agent_ids=[check.agent_id(request.agent_id, self._limits)] if request.agent_id is not None else [],
-            threads=[check.thread(request.thread, self._limits)] if request.thread is not None else [],
-            since_ms=check.since_ms(request.since),
-            live_at_ms=int(time.time() * 1000),
-        )
+        scope, flt = await self.scoped_filter(request, caller)
         if scope == []:
             return Recalled(hits=[], mode=mode, communities=[])
         weights = query_sparse(query, await self._keyword_stats(scope)) if mode != "semantic" else {}
