@@ -202,12 +202,14 @@ def _routing(r: dict[str, Any]) -> list[str]:
     lines = ["## Routing", "",
              "`route` on the routing questions with three sets of expert profiles: the community's (long "
              "profiles and starter knowledge, `openagents_bridge/experts.py`) and two sets of plain profiles (one "
-             "sentence and 3-4 skills per expert, nothing else: `benchmarks/routing_texts.py`); the keyword matcher "
+             "sentence and 3-4 skills per expert, nothing else: `benchmarks/routing_texts.py`), the plain ones also "
+             "with questions read without the glossary (`mcp_memory_server/glossary.py`); the keyword matcher "
              "of the original write-up as a baseline. *tune*: the even lines, on which the routing parameters were "
              "chosen; *held_out*: the odd lines. Details in `routing.json`.", "",
              "| router | part | top-1 | any correct | both chosen | experts per question | precision | no answer |",
              "|---|---|---|---|---|---|---|---|"]
-    rows = [(f"`route`, {name} profiles", s["route"]) for name, s in r.get("sets", {}).items()]
+    rows = [(f"`route`, {name.replace(' without', ' profiles without the')}" if " without " in name
+             else f"`route`, {name} profiles", s["route"]) for name, s in r.get("sets", {}).items()]
     for label, parts in [*rows, ("keyword baseline", r.get("keyword_baseline", {}))]:
         for part, m in parts.items():
             cells = " | ".join("-" if m.get(c) is None else f"{m[c]:.3f}"

@@ -23,7 +23,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +53,8 @@ KEYWORDS: list[tuple[str, tuple[str, ...]]] = [
     ("devops", ("deployment", "docker", "kubernetes", "operations")),
 ]
 COMMUNITY_PROFILES = "community"  # openagents_bridge.experts: long profiles and starter knowledge
-PROFILE_SETS = (COMMUNITY_PROFILES, *PLAIN_PROFILES)
+NO_GLOSSARY = " without glossary"  # the same profiles, the question read without the glossary (the lift it gives)
+PROFILE_SETS = (COMMUNITY_PROFILES, *PLAIN_PROFILES, *(f"{name}{NO_GLOSSARY}" for name in PLAIN_PROFILES))
 
 QUICK_QUESTIONS = 8
 
@@ -161,8 +162,10 @@ def run(out_dir: Path, quick: bool = False, *, questions: str | Path | None = No
     probes = [text for text, _ in PARAPHRASES] + OFF_TOPIC + MORE_OFF_TOPIC
     sets: dict[str, Any] = {}
     for name in profile_sets:
-        chosen, timings = anyio.run(route_all, [q.text for q in qs] + probes, embedder, policy, name)
-        sets[name] = _judged(qs, chosen) | {"profiles": _profiles(name), **timings}
+        base = name.removesuffix(NO_GLOSSARY)
+        reading = replace(policy or RoutingPolicy(), glossary_weight=0.0) if name != base else policy
+        chosen, timings = anyio.run(route_all, [q.text for q in qs] + probes, embedder, reading, base)
+        sets[name] = _judged(qs, chosen) | {"profiles": _profiles(base), **timings}
     result: dict[str, Any] = {
         "data": str(path),
         "policy": asdict(policy or RoutingPolicy()),

@@ -128,6 +128,9 @@ class Settings(BaseSettings):
     # can answer it. Unset: on when MILVUS_URI is a Milvus server (several hubs may serve it), off on
     # Milvus Lite (one hub; sessions cost ~1-2 ms less per call and cap each token's sessions).
     memory_stateless_http: bool | None = None
+    # More technical names for `route` (glossary.py): a file of `name|alias<TAB>definition` lines,
+    # added to the shipped glossary (a name it already has is redefined).
+    memory_glossary: Path | None = None
 
     limits: Limits = Field(default_factory=lambda: Limits())
     fusion: Fusion = Field(default_factory=lambda: Fusion())
@@ -137,6 +140,18 @@ class Settings(BaseSettings):
     def _community_name(cls, value: str) -> str:
         if not is_community_name(value):
             raise ValueError(f"MEMORY_DEFAULT_COMMUNITY must match {COMMUNITY_PATTERN}, got {value!r}")
+        return value
+
+    @field_validator("memory_glossary")
+    @classmethod
+    def _glossary_file(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            from .glossary import load  # read at start, so a bad file stops the server with its line
+
+            try:
+                load(value)
+            except ConfigError as exc:
+                raise ValueError(f"MEMORY_GLOSSARY: {exc}") from None
         return value
 
     @property

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import anyio
 import anyio.to_thread
 
+from . import glossary
 from . import validation as check
 from .access import Caller
 from .background import BACKGROUND
@@ -37,6 +38,7 @@ from .routing import (
     background_fit,
     phrases,
     rank_experts,
+    read_with,
     similarities,
 )
 
@@ -51,6 +53,7 @@ class Expertise:
         self.service = service
         self.policy = policy
         self._background: list[list[float]] = []
+        self._glossary: glossary.Glossary | None = None
         self._embedding = anyio.Lock()  # one embedding of the background per process, not one per caller
 
     async def register(self, request: RegisterExpertIn, caller: Caller) -> ExpertProfile:
@@ -111,6 +114,10 @@ class Expertise:
 
         # apart: in one batch the short phrases would be padded to the question's length
         vectors = await service.embed([question]) + (await service.embed(parts) if parts else [])
+        notes = self.glossary().explain(question) if self.policy.glossary_weight else []
+        if notes:  # the names it uses, said in words the embedder knows
+            meaning = await service.embed([" ".join(definition for _, definition in notes)])
+            vectors[0] = read_with(vectors[0], meaning[0], self.policy)
         background = await self._background_vectors()
         depth = min(16384, max(50, 20 * len(experts)))
         flt = MemoryFilter(communities=[name], agent_ids=experts, exclude_kinds=list(EXPERT_KINDS), live_at_ms=now)
@@ -122,8 +129,15 @@ class Expertise:
                               background=background_fit(vectors[0], background),
                               phrase_hits=[(text, list(zip(records, row, strict=True)))
                                            for text, row in zip(parts, fits[1:], strict=True)],
-                              experience_complete=len(experience) < depth)
+                              experience_complete=len(experience) < depth,
+                              names=[name for name, _ in notes])
         return Routed(experts=chosen, community=name)
+
+    def glossary(self) -> glossary.Glossary:
+        """The shipped glossary and MEMORY_GLOSSARY's names, read at the first call."""
+        if self._glossary is None:
+            self._glossary = glossary.load(self.service.settings.memory_glossary)
+        return self._glossary
 
     async def _background_vectors(self) -> list[list[float]]:
         """The background sentences' vectors, embedded at the first call."""

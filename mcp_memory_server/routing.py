@@ -51,6 +51,7 @@ class RoutingPolicy:
     phrase_margin: float = 0.05  # and by this much better than any other expert's,
     second_floor: float = 0.25  # provided its own score is at least this
     max_phrases: int = 32  # longer questions are sampled with a wider step
+    glossary_weight: float = 0.5  # of the glossary's definitions of the names in a question (`read_with`; 0: off)
 
 
 def phrases(question: str, policy: RoutingPolicy | None = None) -> list[str]:
@@ -68,6 +69,15 @@ def phrases(question: str, policy: RoutingPolicy | None = None) -> list[str]:
     if starts[-1] != last:
         starts.append(last)
     return [" ".join(words[i:i + size]) for i in starts[: policy.max_phrases]]
+
+
+def read_with(question: Sequence[float], meaning: Sequence[float], policy: RoutingPolicy) -> list[float]:
+    """The question's vector read with what its technical names mean (`glossary.Glossary.explain`):
+    the normalised sum of the two, the definitions weighted by `policy.glossary_weight`."""
+    q = np.asarray(question, dtype=np.float32)
+    m = np.asarray(meaning, dtype=np.float32)
+    v = q / max(float(np.linalg.norm(q)), 1e-12) + policy.glossary_weight * m / max(float(np.linalg.norm(m)), 1e-12)
+    return [float(x) for x in v / max(float(np.linalg.norm(v)), 1e-12)]
 
 
 def background_fit(question: Sequence[float], background: Sequence[Sequence[float]]) -> float:
@@ -106,6 +116,7 @@ def rank_experts(
     background: float,
     phrase_hits: Sequence[tuple[str, Sequence[tuple[MemoryRecord, float]]]] = (),
     experience_complete: bool = True,
+    names: Sequence[str] = (),
 ) -> list[ExpertMatch]:
     """The up-to-k experts best placed to answer, best first; empty when none is confident.
 
@@ -116,7 +127,8 @@ def rank_experts(
     each phrase of the question (`phrases`) with its search over the profile and skill memories.
     `experience_complete` says whether `experience_hits` holds every memory of the experts (a
     search shorter than its limit): if not, an expert absent from it has memories, all less
-    similar than the last hit.
+    similar than the last hit. `names`: the technical names the question was read with (the
+    glossary's), told in each reason.
     """
     policy = policy or RoutingPolicy()
     evidence: dict[str, _Evidence] = {e: _Evidence() for e in experts}
@@ -158,7 +170,7 @@ def rank_experts(
         close = ev.score >= best - policy.second_gap
         if close or (ev.phrase is not None and ev.score >= policy.second_floor):
             chosen.append((agent, ev))
-    return [_match(agent, ev, reason_phrase=agent != ranked[0][0]) for agent, ev in chosen[:k]]
+    return [_match(agent, ev, reason_phrase=agent != ranked[0][0], names=names) for agent, ev in chosen[:k]]
 
 
 def _phrase_owner(hits: Sequence[tuple[MemoryRecord, float]], evidence: dict[str, _Evidence],
@@ -179,7 +191,7 @@ def _phrase_owner(hits: Sequence[tuple[MemoryRecord, float]], evidence: dict[str
     return None
 
 
-def _match(agent: str, ev: _Evidence, *, reason_phrase: bool) -> ExpertMatch:
+def _match(agent: str, ev: _Evidence, *, reason_phrase: bool, names: Sequence[str] = ()) -> ExpertMatch:
     parts: list[str] = []
     ids: list[str] = []
     if ev.profile:
@@ -196,6 +208,8 @@ def _match(agent: str, ev: _Evidence, *, reason_phrase: bool) -> ExpertMatch:
         parts.append(f"the words '{_short(text, 40)}' fit '{_short(record.content, 40)}' ({sim:.2f})")
         if record.id not in ids:
             ids.append(record.id)
+    if names:
+        parts.append("read with what " + ", ".join(f"'{_short(n, 30)}'" for n in names) + " means (glossary)")
     return ExpertMatch(agent_id=agent, score=round(max(0.0, min(1.0, ev.score)), 4),
                        reason="; ".join(parts) or "registered expert", memory_ids=ids)
 

@@ -29,7 +29,8 @@ def test_quick_routing_benchmark_writes_every_metric_for_each_profile_set_and_th
 
     written = json.loads((tmp_path / "out" / "routing.json").read_text())
     assert written == json.loads(json.dumps(result))
-    assert list(written["sets"]) == ["community", "plain", "plain-study"]
+    assert list(written["sets"]) == ["community", "plain", "plain-study", "plain without glossary",
+                                     "plain-study without glossary"]
     for name, parts in [*((n, s["route"]) for n, s in written["sets"].items()),
                         ("keyword_baseline", written["keyword_baseline"])]:
         assert set(parts) == {"tune", "held_out", "all"}
@@ -47,6 +48,7 @@ def test_quick_routing_benchmark_writes_every_metric_for_each_profile_set_and_th
     community = written["sets"]["community"]["profiles"]
     assert community["milvus_expert"]["knowledge"] == len(load_knowledge("milvus_expert"))
     assert written["sets"]["plain"]["profiles"]["milvus_expert"]["description"].startswith("Specialist in Milvus")
+    assert written["sets"]["plain without glossary"]["profiles"] == written["sets"]["plain"]["profiles"]
 
 
 def test_plain_benchmark_profiles_are_one_sentence_and_three_or_four_skills() -> None:
