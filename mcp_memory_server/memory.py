@@ -14,6 +14,7 @@ flight finish (`Runtime.drain`) before it closes the memory.
 
 from __future__ import annotations
 
+import importlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -191,8 +192,10 @@ class Runtime:
         self.role = "client"
 
     async def _own(self) -> None:
-        # Imported here, not at the top: pymilvus alone takes ~0.6 s to import, and a server must
-        # answer `initialize` before that (stdio clients that join a hub never need it).
+        # Imported here, not at the top, and in a worker thread: pymilvus, numpy & co. take ~0.6 s
+        # to import, which held up the stdio server's `initialize` when imported on the event loop
+        # (cold start 1.3 s, issue 10); stdio servers that join a hub never import them at all.
+        await anyio.to_thread.run_sync(importlib.import_module, f"{__package__}.service")
         from .embeddings import CoalescingEmbedder, build_embedder
         from .service import MemoryService
         from .store import MemoryStore
