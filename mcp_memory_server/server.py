@@ -11,9 +11,10 @@ What a call costs besides the memory's own work (measured, issue 10): a tool ret
 `CallToolResult` whose structured content pydantic has checked, so the SDK skips its per-call
 `jsonschema.validate` (which re-checks the schema against its metaschema: ~8 ms for a 10-hit
 recall); output schemas declare JSON Schema draft-07, whose metaschema check the Python MCP client
-(which validates every result) runs in ~1.8 ms instead of 2020-12's ~7.5 ms. Streamable HTTP keeps
-answering with one-event SSE streams, not plain JSON bodies (`json_response`, ~2 ms less per call
-in the research): the SDK drops every notification of a call answered as JSON, progress included.
+(which validates every result) runs in ~1.8 ms instead of 2020-12's ~7.5 ms. Streamable HTTP
+answers with SSE streams (not `json_response`: the SDK would drop every notification of a call
+answered as JSON, progress included); the hub turns the stream of a call that asked for no
+progress and holds only its answer into a plain JSON body (hub/replies.py).
 """
 
 from __future__ import annotations

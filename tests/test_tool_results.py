@@ -5,7 +5,6 @@ makes hubs stateless behind a load balancer."""
 from __future__ import annotations
 
 import asyncio
-import json
 import socket
 import types
 from pathlib import Path
@@ -94,8 +93,9 @@ async def test_a_stateless_hub_answers_requests_that_carry_no_session(settings: 
             answer = await http.post(hub.url, json={"jsonrpc": "2.0", "id": 2, "method": "tools/call",
                                                     "params": {"name": "stats", "arguments": {}}},
                                      headers=ACCEPT | {"mcp-protocol-version": "2025-06-18"})
-        data = next(line for line in answer.text.splitlines() if line.startswith("data:"))  # one SSE event
-        assert answer.status_code == 200 and "communities" in json.loads(data[5:])["result"]["structuredContent"]
+        # One answer and nothing else: plain JSON (hub/replies.py), which the protocol allows for any request.
+        assert answer.status_code == 200 and answer.headers["content-type"] == "application/json"
+        assert "communities" in answer.json()["result"]["structuredContent"]
         async with streamable_http_client(hub.url) as (read, write, _), ClientSession(read, write) as session:
             await session.initialize()
             assert not (await session.call_tool("list_communities", {})).isError

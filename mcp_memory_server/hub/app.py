@@ -24,6 +24,7 @@ from ..memory import Runtime
 from ..server import CALLER_STATE_KEY
 from .advert import STORE_HEADER, store_identity
 from .auth import ANONYMOUS_STATE_KEY, NO_OAUTH, UI_PATH
+from .replies import JsonReplies
 from .ui import ui_app
 
 
@@ -75,7 +76,8 @@ def hub_app(mcp: FastMCP, runtime: Runtime, *, middleware: Sequence[Middleware] 
     routes: list[BaseRoute] = [*streamable.routes, *sse.routes, Route("/health", health, methods=["GET"]),
                                Mount(UI_PATH, ui_app(runtime, mcp.settings.transport_security)),
                                Route("/.well-known/{rest:path}", no_oauth)]
-    return Starlette(routes=routes, middleware=list(middleware), lifespan=lifespan)
+    # JsonReplies innermost: it reads the JSON-RPC message the gate (hub/auth.py) parsed.
+    return Starlette(routes=routes, middleware=[*middleware, Middleware(JsonReplies)], lifespan=lifespan)
 
 
 async def no_oauth(request: Request) -> JSONResponse:

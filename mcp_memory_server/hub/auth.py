@@ -36,6 +36,7 @@ from ..config import Settings
 from ..errors import RateLimited
 from ..server import CALLER_STATE_KEY, REFUSED_STATE_KEY
 from .ratelimit import RateLimiter, SessionLimiter
+from .replies import MESSAGE_STATE_KEY, read_body, replay
 from .tokens import GrantToken, Tokens
 
 PUBLIC_PATHS = frozenset({"/health"})
@@ -118,14 +119,15 @@ class HubGate:
                 state[ANONYMOUS_STATE_KEY] = True
         message: Any = None
         if method == "POST" and (path == STREAMABLE_PATH or path.startswith(MESSAGE_PATH)):  # JSON-RPC
-            body = await self._body(receive)
+            body = await read_body(receive, self.max_request_bytes)
             if body is None:
                 return await _reject(send, 413, f"request body over {self.max_request_bytes} bytes")
             try:
                 message = json_body(body)
             except BadRequest as exc:
                 return await _reject(send, 400, str(exc), code=-32700)
-            receive = _replay(body, receive)
+            state[MESSAGE_STATE_KEY] = message  # for replies.JsonReplies
+            receive = replay(body, receive)
         if key is None:
             return await self.app(scope, receive, send)
         try:
@@ -176,23 +178,6 @@ class HubGate:
             if session is not None:
                 self.sessions.ended(key, session, gone=method == "DELETE" or answer.get("status") == 404)
 
-    async def _body(self, receive: Receive) -> bytes | None:
-        """The whole request body, or None once it grows over the limit (a chunked body declares no length)."""
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                break
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_request_bytes:
-                return None
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        return b"".join(chunks)
-
 
 def json_body(body: bytes) -> Any:
     """`body` parsed as JSON; BadRequest saying why when it is not UTF-8 JSON the hub will handle
@@ -222,20 +207,6 @@ def _deeper_than(value: Any, limit: int) -> bool:
         if not level:
             return False
     return True
-
-
-def _replay(body: bytes, receive: Receive) -> Receive:
-    """A receive that hands the app the body read already, then the client's next messages."""
-    sent = False
-
-    async def replay() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return replay
 
 
 def is_loopback(host: str | None) -> bool:

@@ -1,0 +1,114 @@
+"""A streamable-HTTP call that asks for no progress is answered as plain JSON (hub/replies.py), so
+that the SDK's client keeps its connection; a call that asks for progress still hears it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+from mcp import ClientSession
+from mcp.client.streamable_http import streamable_http_client
+
+from mcp_memory_server.config import Settings
+from mcp_memory_server.hub.auth import hub_middleware
+from mcp_memory_server.hub.replies import single_event
+from mcp_memory_server.hub.tokens import Tokens
+from tests.conftest import running_hub
+
+pytestmark = pytest.mark.anyio
+
+INIT = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
+        "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}
+MCP_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+
+
+class Connections:
+    """Counts the TCP connections an httpx client opens (httpcore's trace of each request)."""
+
+    def __init__(self) -> None:
+        self.opened = 0
+
+    async def trace(self, event: str, info: dict[str, Any]) -> None:
+        if event == "connection.connect_tcp.complete":
+            self.opened += 1
+
+    async def hook(self, request: httpx.Request) -> None:
+        request.extensions["trace"] = self.trace
+
+
+@asynccontextmanager
+async def counted_session(url: str, connections: Connections) -> AsyncIterator[ClientSession]:
+    async with (
+        httpx.AsyncClient(timeout=httpx.Timeout(60.0), event_hooks={"request": [connections.hook]}) as http,
+        streamable_http_client(url, http_client=http) as (read, write, _),
+        ClientSession(read, write) as session,
+    ):
+        await session.initialize()
+        yield session
+
+
+@pytest.mark.parametrize("gated", [True, False], ids=["as-serve-runs-it", "no-gate"])
+async def test_tool_calls_that_ask_for_no_progress_keep_the_clients_connection(settings: Settings,
+                                                                                 gated: bool) -> None:
+    connections = Connections()
+    with running_hub(settings, middleware=hub_middleware(Tokens()) if gated else ()) as hub, anyio.fail_after(120):
+        async with counted_session(hub.url, connections) as session:
+            await session.call_tool("remember", {"content": "Staging restarts at noon.", "community": "ops"})
+            before = connections.opened
+            for _ in range(5):
+                found = await session.call_tool("recall", {"query": "when does staging restart?", "community": "ops"})
+                assert not found.isError and found.structuredContent is not None
+                assert "noon" in found.structuredContent["hits"][0]["content"]
+                assert not (await session.call_tool("stats", {})).isError
+            assert connections.opened == before  # the SSE answers opened one connection per call
+
+
+async def test_a_call_that_asks_for_progress_is_answered_as_a_stream_and_hears_its_progress(
+        settings: Settings) -> None:
+    heard: list[tuple[float, float | None]] = []
+
+    async def progress(done: float, total: float | None, message: str | None) -> None:
+        heard.append((done, total))
+
+    with running_hub(settings, middleware=hub_middleware(Tokens())) as hub, anyio.fail_after(120):
+        async with counted_session(hub.url, Connections()) as session:
+            many = await session.call_tool("remember_many", {"memories": [
+                {"content": f"Ticket {n} was closed by the night shift.", "community": "desk"} for n in range(6)]},
+                progress_callback=progress)
+            assert not many.isError and heard and heard[-1] == (6, 6)
+
+
+async def test_the_answer_is_json_without_a_progress_token_and_an_event_stream_with_one(settings: Settings) -> None:
+    with running_hub(settings, middleware=hub_middleware(Tokens())) as hub, anyio.fail_after(120):
+        async with httpx.AsyncClient(base_url=hub.base, headers=MCP_HEADERS, timeout=60) as http:
+            opened = await http.post("/mcp", json=INIT)
+            assert opened.headers["content-type"] == "application/json" and opened.json()["id"] == 1
+            session = {"mcp-session-id": opened.headers["mcp-session-id"], "mcp-protocol-version": "2025-06-18"}
+            await http.post("/mcp", headers=session, json={"jsonrpc": "2.0", "method": "notifications/initialized"})
+            call = {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "stats", "arguments": {}}}
+            plain = await http.post("/mcp", headers=session, json=call)
+            assert plain.headers["content-type"] == "application/json"
+            assert plain.json()["result"]["structuredContent"]["total"] == 0
+            call["params"]["_meta"] = {"progressToken": "p1"}  # type: ignore[index]
+            streamed = await http.post("/mcp", headers=session, json={**call, "id": 3})
+            assert streamed.headers["content-type"].startswith("text/event-stream")
+            assert single_event(streamed.content) is not None and b'"id":3' in streamed.content
+            sse_only = await http.post("/mcp", headers={**session, "Accept": "text/event-stream, application/x"},
+                                       json={**call, "id": 4})
+            assert sse_only.status_code == 406  # the SDK's answer to a client that does not take JSON, as before
+
+
+def test_only_a_stream_of_exactly_one_message_event_becomes_a_json_body() -> None:
+    answer = b'{"jsonrpc":"2.0","id":2,"result":{}}'
+    assert single_event(b"event: message\r\ndata: " + answer + b"\r\n\r\n") == answer
+    assert single_event(b"event: message\ndata: " + answer + b"\n\n") == answer
+    assert single_event(b"data: " + answer + b"\n\n") == answer
+    assert single_event(b": ping - 2026-11-29\r\n\r\nevent: message\r\ndata: " + answer + b"\r\n\r\n") is None
+    assert single_event(b"event: message\r\ndata: {}\r\n\r\nevent: message\r\ndata: " + answer + b"\r\n\r\n") is None
+    assert single_event(b"id: 7\r\nevent: message\r\ndata: " + answer + b"\r\n\r\n") is None
+    assert single_event(b"event: message\r\ndata: " + answer) is None  # not ended
+    assert single_event(b"") is None
