@@ -30,8 +30,9 @@ def _record(entity: dict[str, Any]) -> MemoryRecord:
 
 
 def _indexed(entity: dict[str, Any]) -> IndexedMemory:
-    return IndexedMemory(_record(entity), [float(x) for x in entity["dense"]], _sparse(entity.get("sparse")),
-                         float(entity.get("kw_len") or 0.0))
+    dense = entity["dense"]  # pymilvus gives a list of floats: copying it float by float cost ~0.5 ms a recall
+    return IndexedMemory(_record(entity), dense if isinstance(dense, list) else [float(x) for x in dense],
+                         _sparse(entity.get("sparse")), float(entity.get("kw_len") or 0.0))
 
 
 def _sparse(value: Any) -> dict[int, float]:
