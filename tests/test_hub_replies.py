@@ -3,6 +3,7 @@ that the SDK's client keeps its connection; a call that asks for progress still 
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -15,7 +16,7 @@ from mcp.client.streamable_http import streamable_http_client
 
 from mcp_memory_server.config import Settings
 from mcp_memory_server.hub.auth import hub_middleware
-from mcp_memory_server.hub.replies import single_event
+from mcp_memory_server.hub.replies import JsonReplies, is_answer, single_event
 from mcp_memory_server.hub.tokens import Tokens
 from tests.conftest import running_hub
 
@@ -112,3 +113,52 @@ def test_only_a_stream_of_exactly_one_message_event_becomes_a_json_body() -> Non
     assert single_event(b"id: 7\r\nevent: message\r\ndata: " + answer + b"\r\n\r\n") is None
     assert single_event(b"event: message\r\ndata: " + answer) is None  # not ended
     assert single_event(b"") is None
+    assert is_answer(answer) and is_answer(b'{"jsonrpc":"2.0","id":"a\\"b","error":{"code":1}}')
+    assert not is_answer(b'{"jsonrpc":"2.0","method":"notifications/progress","params":{"progress":1}}')
+    assert not is_answer(b'{"jsonrpc":"2.0","id":3,"method":"sampling/createMessage","params":{}}')
+
+
+async def _served(chunks: list[bytes], body: dict[str, Any], early: list[int] | None = None) -> list[dict[str, Any]]:
+    """What JsonReplies sends for a POST /mcp of `body` answered by an app streaming `chunks` as SSE
+    (the SDK's transport cannot be made to put a notification in a call's stream on demand);
+    `early` hears how many messages had gone out before each chunk was sent."""
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"text/event-stream"), (b"mcp-session-id", b"s1")]})
+        for chunk in chunks:
+            if early is not None:
+                early.append(len(sent))
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    sent: list[dict[str, Any]] = []
+    raw = json.dumps(body).encode()
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": raw, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/mcp",
+             "headers": [(b"accept", b"application/json, text/event-stream")]}
+    await JsonReplies(app)(scope, receive, send)
+    return sent
+
+
+async def test_a_stream_that_holds_more_than_the_answer_goes_through_as_a_stream() -> None:
+    call = {"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": {"name": "stats", "arguments": {}}}
+    answer = b'event: message\r\ndata: {"jsonrpc":"2.0","id":5,"result":{}}\r\n\r\n'
+    note = b'event: message\r\ndata: {"jsonrpc":"2.0","method":"notifications/message","params":{}}\r\n\r\n'
+    plain = await _served([answer], call)
+    data = b'{"jsonrpc":"2.0","id":5,"result":{}}'
+    assert plain[0]["headers"][-2:] == [(b"content-type", b"application/json"), (b"content-length", b"36")]
+    assert (b"mcp-session-id", b"s1") in plain[0]["headers"] and [m.get("body") for m in plain[1:]] == [data]
+    for chunks in ([note, answer], [b": ping - 2026-11-29\r\n\r\n", answer]):
+        early: list[int] = []
+        streamed = await _served(chunks, call, early)
+        assert early == [0, 2]  # the first event went out at once, before the answer was ready
+        assert (b"content-type", b"text/event-stream") in streamed[0]["headers"]
+        assert b"".join(m.get("body", b"") for m in streamed[1:]) == b"".join(chunks)
+    asked = await _served([answer], {**call, "params": {**call["params"], "_meta": {"progressToken": 1}}})
+    assert (b"content-type", b"text/event-stream") in asked[0]["headers"]

@@ -5,8 +5,8 @@ event, the answer. Its client stops reading at that event, before the stream's c
 httpx cannot put the connection back in its pool: every call opened a new TCP connection (connect,
 accept, close: ~1-2 ms per call on this 2-core host, with the SSE framing on both sides).
 
-`JsonReplies` holds such a stream back: when it ends holding nothing but one event, the event's
-data goes out as an `application/json` body instead (which the transport allows for any request,
+`JsonReplies` holds such a stream back: when it ends holding nothing but its answer, the answer
+goes out as an `application/json` body instead (which the transport allows for any request,
 and the SDK's client reads whole, keeping the connection). Anything else in the stream (a
 notification, a request to the client, a keep-alive comment of a long call, an event id) sends
 the stream on as it is, from that moment. Requests that sent a progress token, batches, other
@@ -16,6 +16,7 @@ paths and methods, and clients that do not accept JSON pass untouched.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -23,6 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 # The JSON-RPC message of the request, parsed once by hub/auth.py's gate (it checks every body).
 MESSAGE_STATE_KEY = "memory_jsonrpc_message"
 PATH = "/mcp"
+_ANSWER = re.compile(rb'\{"jsonrpc":"2\.0","id":(?:"(?:[^"\\]|\\.)*"|-?\d+),"(?:result|error)":')
 
 
 def answers_once(message: Any) -> bool:
@@ -32,6 +34,13 @@ def answers_once(message: Any) -> bool:
     params = message.get("params")
     meta = params.get("_meta") if isinstance(params, dict) else None
     return not (isinstance(meta, dict) and meta.get("progressToken") is not None)
+
+
+def is_answer(data: bytes | None) -> bool:
+    """Whether an event's `data` is a JSON-RPC answer (a result or an error), as the SDK writes one:
+    its first keys are jsonrpc, id, then result or error. Anything else, or another key order, is
+    not (the stream then goes through unchanged)."""
+    return data is not None and _ANSWER.match(data) is not None
 
 
 def single_event(stream: bytes) -> bytes | None:
@@ -107,11 +116,11 @@ class JsonReplies:
             held.append(message)
             stream = b"".join(m.get("body", b"") for m in held[1:])
             if message.get("more_body", False):
-                if stream.endswith((b"\n\n", b"\r\n\r\n", b"\r\r")) and single_event(stream) is None:
-                    await flush()  # more than the answer: the stream goes on as a stream
+                if stream.endswith((b"\n\n", b"\r\n\r\n", b"\r\r")) and not is_answer(single_event(stream)):
+                    await flush()  # more than the answer: the stream goes on as a stream, from now
                 return None
             body = single_event(stream)
-            if body is None:
+            if body is None or not is_answer(body):
                 return await flush()
             headers = [(k, v) for k, v in held[0].get("headers", ()) if k.lower() not in (b"content-type",
                                                                                            b"content-length")]
