@@ -5,6 +5,9 @@ and of each short phrase of it, to each expert's profile and skills, of the ques
 memories each expert wrote, and to a background of everyday sentences) and `rank_experts` turns it
 into a decision:
 
+- the question is read with what its technical names mean (`read_with`: its vector plus half the
+  vector of the glossary's definitions of the names it contains, `glossary.py`), so that
+  "ImagePullBackOff" fits a profile that says "deployment problems";
 - an expert's score blends its best-fitting profile or skill (`profile`) with its memory
   closest to the question (`experience`: knowledge it loaded, answers it gave);
 - no expert is chosen when the best score is below the question's fit to the nearest sentence
