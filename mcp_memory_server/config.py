@@ -146,10 +146,10 @@ class Settings(BaseSettings):
     @classmethod
     def _glossary_file(cls, value: Path | None) -> Path | None:
         if value is not None:
-            from .glossary import load  # read at start, so a bad file stops the server with its line
+            from .glossary import read  # checked at start, so a bad file stops the server with its line
 
             try:
-                load(value)
+                read(value)  # the file alone: the shipped glossary is read at the first `route`
             except ConfigError as exc:
                 raise ValueError(f"MEMORY_GLOSSARY: {exc}") from None
         return value

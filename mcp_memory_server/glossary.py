@@ -125,13 +125,16 @@ def shipped() -> dict[str, str]:
     return parse(text.splitlines(), "glossary.tsv")
 
 
+def read(path: Path) -> dict[str, str]:
+    """The names of a glossary file (MEMORY_GLOSSARY); ConfigError when it cannot be read or has a
+    malformed line."""
+    try:
+        text = path.read_text("utf-8")
+    except OSError as exc:
+        raise ConfigError(f"MEMORY_GLOSSARY={path}: cannot read it ({exc.strerror or exc})") from exc
+    return parse(text.splitlines(), str(path))
+
+
 def load(extra: Path | None = None) -> Glossary:
     """The shipped glossary, with the names of `extra` (MEMORY_GLOSSARY) added or overriding."""
-    entries = dict(shipped())
-    if extra is not None:
-        try:
-            text = extra.read_text("utf-8")
-        except OSError as exc:
-            raise ConfigError(f"MEMORY_GLOSSARY={extra}: cannot read it ({exc.strerror or exc})") from exc
-        entries.update(parse(text.splitlines(), str(extra)))
-    return Glossary(entries)
+    return Glossary({**shipped(), **(read(extra) if extra is not None else {})})
