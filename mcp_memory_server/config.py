@@ -96,6 +96,9 @@ class Settings(BaseSettings):
     memory_expiry_interval: float = Field(60.0, gt=0)
     # Recall queries whose vectors are kept (query_cache.py): a repeated query skips the model. 0: none.
     memory_query_cache: int = Field(4096, ge=0)
+    # On Milvus Lite, keyword searches read only the partition-key buckets of the communities searched
+    # (lite_scope.py; applied only to the milvus-lite code it was checked against). False: stock Lite.
+    memory_lite_narrow: bool = True
 
     embedding_provider: Literal["local", "openai"] = "local"
     embedding_model: str = "all-MiniLM-L6-v2"

@@ -205,7 +205,7 @@ class Runtime:
         embedder = CoalescingEmbedder(build_embedder(settings))
         store = MemoryStore(settings.milvus_uri, settings.memory_collection, embedder.dimension,
                             token=settings.milvus_token, index_type=settings.memory_index_type,
-                            timeout=settings.milvus_timeout)
+                            timeout=settings.milvus_timeout, narrow=settings.memory_lite_narrow)
         service = MemoryService(settings, store, embedder)
         await service.open()
         log.info("memory open: %s (collection %s)", settings.milvus_uri, settings.memory_collection)

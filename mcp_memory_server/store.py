@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
+from . import lite_scope
 from .collection import MilvusCollection
 from .filters import MemoryFilter, quote_list
 from .lite import distinct, lite_bucket
@@ -60,6 +61,38 @@ def _row(memory: IndexedMemory) -> dict[str, Any]:
 
 class MemoryStore(MilvusCollection):
     """The memory's rows in one Milvus collection: write, read, scan and search them."""
+
+    def __init__(self, uri: str, collection: str, dimension: int, *, narrow: bool = True, **options: Any) -> None:
+        super().__init__(uri, collection, dimension, **options)
+        self.narrow = narrow  # on Milvus Lite, keyword searches read only the buckets searched (lite_scope)
+
+    def open(self) -> None:
+        super().open()
+        lite = self.lite
+        # Sound for this collection only: an id hashes its community, the partition key (lite_scope).
+        if self.narrow and lite is not None and self._lite_buckets is not None:
+            lite_scope.narrow(lite.path, self.collection)
+
+    def close(self) -> None:
+        lite = self.lite
+        if lite is not None:
+            lite_scope.release(lite.path, self.collection)
+        super().close()
+
+    @property
+    def narrowed(self) -> bool:
+        """Whether keyword searches read only the partition-key buckets searched (Milvus Lite)."""
+        lite = self.lite
+        return lite is not None and lite_scope.active(lite.path, self.collection)
+
+    def narrowing(self) -> str | None:
+        """For /health and `doctor`: how a keyword search reads Milvus Lite (None on a server)."""
+        if self.lite is None:
+            return None
+        if self.narrowed:
+            return "the communities' buckets only"
+        why = "MEMORY_LITE_NARROW is off" if not self.narrow else lite_scope.refusal() or "unknown partitions"
+        return f"the whole collection ({why})"
 
     # -- writes ----------------------------------------------------------------------------
 

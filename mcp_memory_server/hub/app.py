@@ -118,6 +118,8 @@ async def health_report(runtime: Runtime, wait: float = 5.0) -> dict[str, Any]:
     report["store"] = {"uri": store.uri, "collection": store.collection, "reachable": True,
                        "latency_ms": round(1000 * (time.perf_counter() - started), 2),
                        "rows": state["rows"], "load_state": state["load_state"]}
+    if (narrowing := store.narrowing()) is not None:
+        report["store"]["keyword_search_reads"] = narrowing
     report["index"] = state["index"]
     report["ok"] = True
     return report
