@@ -115,7 +115,7 @@ def _targeted(collection: Any) -> bool:
     if decided is None:
         where = os.path.realpath(getattr(collection, "_data_dir", ""))
         name = getattr(collection, "_name", None)
-        decided = any(name == target and where.startswith(root + os.sep) for root, target in _targets)
+        decided = any(name == target and where.startswith(root + os.sep) for root, target in tuple(_targets))
         _decided[collection] = decided
     return decided
 
