@@ -9,14 +9,14 @@ cannot happen: a memory's id is a hash of its community (models.memory_id) and t
 partition key, so one id always lives in one bucket, and the versions that matter for a bucket are
 all in that bucket.
 
-`narrow(lite, collection)` makes `_search_sparse` of that one collection of that one database read
+`narrow(database_path, collection)` makes `_search_sparse` of that one collection of that one database read
 only the segments of the buckets it was asked for (through `_read_snapshot`, for the duration of the
 call, in the calling thread). Same rows, same scores, same order: `tests/test_lite_scope.py` runs
 random writes, duplicates, deletes, re-inserts and restarts and compares every search with stock Lite.
 
 It changes Lite's behaviour from outside, so it is applied only to the code it was checked against:
 the source of the two methods must hash to the values below, or nothing is changed (stock Lite,
-slower, still correct; the hub logs it once and `doctor` says so). A search without named buckets
+slower, still correct; the hub logs it once, and `/health` and `doctor` say so). A search without named buckets
 (no community given) is never narrowed. `MEMORY_LITE_NARROW=false` turns it off.
 """
 
