@@ -114,6 +114,8 @@ class Expertise:
 
         # apart: in one batch the short phrases would be padded to the question's length
         vectors = await service.embed([question]) + (await service.embed(parts) if parts else [])
+        if self.policy.glossary_weight and self._glossary is None:
+            await anyio.to_thread.run_sync(self.glossary)  # read once, ~50 ms: not on the event loop
         notes = self.glossary().explain(question) if self.policy.glossary_weight else []
         if notes:  # the names it uses, said in words the embedder knows
             meaning = await service.embed([" ".join(definition for _, definition in notes)])

@@ -68,15 +68,21 @@ def refusal() -> str | None:
     return None
 
 
+def refused() -> str | None:
+    """`refusal()`, checked once per process (it hashes Lite's source: a few ms)."""
+    with _lock:
+        if _state["refused"] is None:
+            _state["refused"] = refusal() or ""
+        return _state["refused"] or None
+
+
 def _install() -> bool:
     """Wrap Lite's two methods once per process (idempotent); False if refused."""
+    if refused():
+        return False
     with _lock:
         if _state["installed"]:
             return True
-        if _state["refused"] is None:
-            _state["refused"] = refusal() or ""
-        if _state["refused"]:
-            return False
         from milvus_lite.engine.collection import Collection
 
         search_sparse = Collection._search_sparse
@@ -126,7 +132,7 @@ def narrow(database_path: str, collection: str) -> bool:
     if not _install():
         if not _state.get("logged"):
             _state["logged"] = True
-            log.info("keyword search on Milvus Lite scans the whole collection: %s", _state["refused"])
+            log.info("keyword search on Milvus Lite scans the whole collection: %s", refused())
         return False
     with _lock:
         _targets.add((os.path.realpath(database_path), collection))

@@ -91,7 +91,7 @@ class MemoryStore(MilvusCollection):
             return None
         if self.narrowed:
             return "the communities' buckets only"
-        why = "MEMORY_LITE_NARROW is off" if not self.narrow else lite_scope.refusal() or "unknown partitions"
+        why = "MEMORY_LITE_NARROW is off" if not self.narrow else lite_scope.refused() or "unknown partitions"
         return f"the whole collection ({why})"
 
     # -- writes ----------------------------------------------------------------------------
