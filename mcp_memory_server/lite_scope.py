@@ -18,6 +18,10 @@ It changes Lite's behaviour from outside, so it is applied only to the code it w
 the source of the two methods must hash to the values below, or nothing is changed (stock Lite,
 slower, still correct; the hub logs it once, and `/health` and `doctor` say so). A search without named buckets
 (no community given) is never narrowed. `MEMORY_LITE_NARROW=false` turns it off.
+
+`lite_masks.py` replaces the same sparse search with one that does not loop over every row; it is
+installed first, so the wrapper here narrows that one (and the source check reads Lite's own method
+beneath both: `inspect.unwrap`).
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ import os
 import threading
 import weakref
 from typing import Any
+
+from . import lite_masks
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +65,7 @@ def refusal() -> str | None:
         return f"Milvus Lite cannot be imported ({exc})"
     for name, known in CHECKED.items():
         try:
-            seen = _fingerprint(getattr(Collection, name))
+            seen = _fingerprint(inspect.unwrap(getattr(Collection, name)))  # Lite's own, under lite_masks
         except (AttributeError, OSError, TypeError) as exc:
             return f"milvus-lite {getattr(milvus_lite, '__version__', '?')}: cannot read Collection.{name} ({exc})"
         if seen not in known:
@@ -80,6 +86,7 @@ def _install() -> bool:
     """Wrap Lite's two methods once per process (idempotent); False if refused."""
     if refused():
         return False
+    lite_masks.install()  # first (idempotent): the wrapper below must call lite_masks' search, not Lite's
     with _lock:
         if _state["installed"]:
             return True

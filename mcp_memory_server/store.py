@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-from . import lite_scope
+from . import lite_masks, lite_scope
 from .collection import MilvusCollection
 from .filters import MemoryFilter, quote_list
 from .lite import distinct, lite_bucket
@@ -70,6 +70,8 @@ class MemoryStore(MilvusCollection):
         super().open()
         lite = self.lite
         # Sound for this collection only: an id hashes its community, the partition key (lite_scope).
+        if self.narrow and lite is not None:
+            lite_masks.install()  # first: lite_scope wraps Lite's sparse search as lite_masks left it
         if self.narrow and lite is not None and self._lite_buckets is not None:
             lite_scope.narrow(lite.path, self.collection)
 
@@ -93,6 +95,16 @@ class MemoryStore(MilvusCollection):
             return "the communities' buckets only"
         why = "MEMORY_LITE_NARROW is off" if not self.narrow else lite_scope.refused() or "unknown partitions"
         return f"the whole collection ({why})"
+
+    def dense_masking(self) -> str | None:
+        """For /health and `doctor`: how a dense search on Milvus Lite decides which rows count
+        (None on a server)."""
+        if self.lite is None:
+            return None
+        if lite_masks.installed():
+            return "key indexes"
+        why = "MEMORY_LITE_NARROW is off" if not self.narrow else lite_masks.refused() or "not installed"
+        return f"a loop over every row (Lite's own; {why})"
 
     # -- writes ----------------------------------------------------------------------------
 

@@ -20,21 +20,8 @@ from mcp_memory_server import lite_scope
 from mcp_memory_server.filters import MemoryFilter
 from mcp_memory_server.keywords import KeywordStats, query_sparse
 from mcp_memory_server.lite import lite_bucket
-from mcp_memory_server.models import IndexedMemory, MemoryRecord, memory_id
-from mcp_memory_server.store import MemoryStore, _row
-from tests.fakes import indexed
-
-WORDS = ("deploy milvus index docker kubernetes python asyncio cache token search vector shard "
-         "replica backup restore latency memory thread agent route").split()
-COMMUNITIES = [f"team-{n}" for n in range(24)]  # 24 names over Lite's 16 buckets: some share one
-
-
-def _memory(rng: random.Random, community: str, n: int) -> IndexedMemory:
-    content = " ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 9))) + f" #{n}"
-    record = MemoryRecord(id=memory_id(community, content), content=content, community=community, kind="note",
-                          tags=[], agent_id="tester", created_at=n, content_hash=str(n))
-    vector = [rng.uniform(-1, 1) for _ in range(8)]
-    return indexed(record, vector)
+from mcp_memory_server.store import MemoryStore
+from tests.lite_history import COMMUNITIES, WORDS, memory, open_store, random_history
 
 
 def _searches(store: MemoryStore, rng: random.Random, stats: KeywordStats, count: int) -> list[Any]:
@@ -68,50 +55,15 @@ def db(tmp_path: Path) -> Iterator[Path]:
     yield tmp_path / "scope.db"
 
 
-def _open(path: Path) -> MemoryStore:
-    store = MemoryStore(str(path), "scope", 8, index_type="FLAT")
-    store.open()
-    return store
-
-
 def test_narrowed_keyword_search_gives_what_stock_lite_gives(db: Path) -> None:
     rng = random.Random(7)
     stats = KeywordStats()
-    live: dict[str, Any] = {}
-    store = _open(db)
+
+    def check(store: MemoryStore, step: int) -> None:
+        assert _compare(store, seed=step, stats=stats) > 20
+
+    store, live = random_history(db, rng, stats, check)
     try:
-        n = 0
-        for step in range(6):
-            batch = []
-            for _ in range(60):
-                n += 1
-                memory = _memory(rng, rng.choice(COMMUNITIES), n)
-                batch.append(memory)
-            if live:  # the same memories written again: new versions of the same ids
-                batch += rng.sample(list(live.values()), 15)
-            store.insert(batch)
-            for m in batch:
-                stats.add(m.sparse, m.kw_len)
-                live[m.record.id] = m
-            rewritten = rng.sample(list(live.values()), 10)  # same id, new vectors (an edit of tags, a re-index)
-            store.upsert([indexed(m.record, [rng.uniform(-1, 1) for _ in range(8)]) for m in rewritten])
-            gone = rng.sample(list(live.values()), 12)
-            for m in gone:
-                store.delete(m.record.community, [m.record.id])
-                live.pop(m.record.id)
-            back = gone[:4]  # deleted, then written again
-            store.insert(back)
-            live.update({m.record.id: m for m in back})
-            # Rows Lite holds in its memtable (not flushed): written straight through the client.
-            pending = [_memory(rng, rng.choice(COMMUNITIES), 10_000 + step * 10 + i) for i in range(5)]
-            store.client.insert(store.collection, [_row(m) for m in pending])
-            live.update({m.record.id: m for m in pending})
-            assert _compare(store, seed=step, stats=stats) > 20
-            if step == 3:  # a restart: the memtable comes back from the WAL
-                store.close()
-                store = _open(db)
-        store.client.compact(store.collection)
-        assert _compare(store, seed=99, stats=stats) > 20
         # Every live memory is found by its own words in its own community, and no deleted one is.
         for m in rng.sample(list(live.values()), 30):
             hits = store.search_sparse(MemoryFilter(communities=[m.record.community]),
@@ -122,10 +74,10 @@ def test_narrowed_keyword_search_gives_what_stock_lite_gives(db: Path) -> None:
 
 
 def test_the_narrowed_search_reads_only_the_buckets_searched(db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    store = _open(db)
+    store = open_store(db)
     try:
         rng = random.Random(3)
-        rows = [_memory(rng, c, i) for i, c in enumerate(COMMUNITIES * 3)]
+        rows = [memory(rng, c, i) for i, c in enumerate(COMMUNITIES * 3)]
         store.insert(rows)
         stats = KeywordStats()
         for m in rows:
@@ -157,7 +109,7 @@ def test_the_narrowed_search_reads_only_the_buckets_searched(db: Path, monkeypat
 
 def test_only_the_memory_collection_of_that_database_is_narrowed(tmp_path: Path) -> None:
     off = MemoryStore(str(tmp_path / "off.db"), "scope", 8, index_type="FLAT", narrow=False)
-    on = _open(tmp_path / "on.db")
+    on = open_store(tmp_path / "on.db")
     off.open()
     try:
         assert on.narrowed and not off.narrowed

@@ -1,0 +1,525 @@
+"""Searches on Milvus Lite without a Python loop over every row of the segments searched.
+
+Milvus Lite 3.2 decides which rows a search may return with loops in Python over every row of every
+segment it searches: its dense search (`milvus_lite.search.executor_indexed.execute_search_with_index`)
+maps each primary key to its newest sequence number and then keeps a row only if it is that newest
+version and no tombstone covers it; its sparse (keyword) search (`Collection._search_sparse`) does
+the same per row. At 100k memories a community's bucket holds 5-12k rows, and those loops are most of
+a search inside it (issue 10). Almost always every key is in one segment once and nothing is
+deleted, so every row may be returned.
+
+The two functions here are Lite's, with those loops replaced by set operations on each segment's
+own key index (`Segment.pk_to_row`, built by Lite when it loads the segment):
+
+- a row is stale when another segment the search reads, or Lite's memtable, holds its key with a
+  larger sequence number: keys found in more than one place are found with set intersections, and
+  only those are compared;
+- a row is deleted when a tombstone (`DeltaIndex`, or a delete still in the memtable) with a larger
+  sequence number names its key: the tombstones are intersected with the segment's keys.
+
+Everything else is Lite's code unchanged (memtable rows keep Lite's own loop: there are few). The
+rows kept are exactly Lite's, for any collection, so unlike `lite_scope` this needs no property of
+the memory's ids. A segment that holds one key twice (`pk_to_row` shorter than its rows) is left to
+Lite's own function. `tests/test_lite_masks.py` runs random writes, rewrites, upserts, deletes
+(flushed and still in the memtable), rows in the memtable, a reopen and a compaction, and compares
+every search with stock Lite.
+
+Like `lite_scope`, it changes Lite from outside, so it is installed only over the code it was
+checked against (the source of the two functions and of the helpers whose behaviour it relies on
+must hash to the values below); otherwise stock Lite. A store on Milvus Lite turns it on when it
+opens, unless `MEMORY_LITE_NARROW=false`; `/health` says `dense_search_rows: key indexes`.
+
+Adapted from milvus-lite 3.2.2 (Apache License 2.0, https://github.com/milvus-io/milvus-lite).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import logging
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+# sha256 (first 16 hex digits) of inspect.getsource, as in milvus-lite 3.2.2. Another version:
+# re-read each of these, re-run tests/test_lite_masks.py, add its hashes.
+CHECKED = {
+    "executor_indexed.execute_search_with_index": {"e22ce49c5ee11c95"},
+    "Collection._search_sparse": {"95df328148020ef4"},
+    "DeltaIndex.is_deleted": {"d44a30f32148f015"},
+    "Segment.__init__": {"298125cb97406fa4"},
+    "MemTable.delete_index_snapshot": {"ee95893522e45912"},
+    "MemTable.pk_index_snapshot": {"fc21944bde60b050"},
+}
+
+_lock = threading.Lock()
+_state: dict[str, Any] = {"installed": False, "on": False, "refused": None}
+_stock: dict[str, Callable[..., list[list[dict[str, Any]]]]] = {}  # Lite's own functions
+
+
+def _checked_code() -> dict[str, Any]:
+    from milvus_lite.engine.collection import Collection
+    from milvus_lite.search import executor_indexed
+    from milvus_lite.storage.delta_index import DeltaIndex
+    from milvus_lite.storage.memtable import MemTable
+    from milvus_lite.storage.segment import Segment
+
+    return {"executor_indexed.execute_search_with_index": executor_indexed.execute_search_with_index,
+            "Collection._search_sparse": inspect.unwrap(Collection._search_sparse),
+            "DeltaIndex.is_deleted": DeltaIndex.is_deleted, "Segment.__init__": Segment.__init__,
+            "MemTable.delete_index_snapshot": MemTable.delete_index_snapshot,
+            "MemTable.pk_index_snapshot": MemTable.pk_index_snapshot}
+
+
+def fingerprints() -> dict[str, str]:
+    """The fingerprint of each piece of Lite code this module relies on, as installed."""
+    return {name: hashlib.sha256(inspect.getsource(fn).encode()).hexdigest()[:16]
+            for name, fn in _checked_code().items()}
+
+
+def refusal() -> str | None:
+    """Why the replacement cannot be installed on this Milvus Lite, or None if it can."""
+    try:
+        import milvus_lite
+
+        seen = fingerprints()
+    except (ImportError, AttributeError, OSError, TypeError) as exc:
+        return f"Milvus Lite's search code cannot be read ({exc})"
+    for name, value in seen.items():
+        if value not in CHECKED[name]:
+            return (f"milvus-lite {getattr(milvus_lite, '__version__', '?')}: {name} is not the code this was "
+                    f"checked against ({value})")
+    return None
+
+
+def refused() -> str | None:
+    """`refusal()`, checked once per process (it hashes Lite's source: a few ms)."""
+    with _lock:
+        if _state["refused"] is None:
+            _state["refused"] = refusal() or ""
+        return _state["refused"] or None
+
+
+def install() -> bool:
+    """Turn the replacements on; False if refused. The first call puts them in Lite's place (once per
+    process: `lite_scope` wraps the sparse one afterwards, which is why `uninstall` only turns them
+    off and they then call Lite's own functions)."""
+    if refused():
+        return False
+    with _lock:
+        if not _state["installed"]:
+            from milvus_lite.engine import collection
+
+            _stock["dense"] = collection.execute_search_with_index
+            _stock["sparse"] = collection.Collection._search_sparse
+            dense.__wrapped__ = _stock["dense"]  # type: ignore[attr-defined]
+            sparse.__wrapped__ = _stock["sparse"]  # type: ignore[attr-defined]
+            collection.execute_search_with_index = dense
+            collection.Collection._search_sparse = sparse
+            _state["installed"] = True
+        _state["on"] = True
+        return True
+
+
+def uninstall() -> None:
+    """Back to Lite's own loops (tests compare the two)."""
+    _state["on"] = False
+
+
+def installed() -> bool:
+    """Whether searches on Milvus Lite use the key indexes now."""
+    return bool(_state["installed"] and _state["on"])
+
+
+# -- which rows may be returned ---------------------------------------------------------------------
+
+def _newest_elsewhere(segments: Sequence[Any], extra: dict[Any, int]) -> dict[Any, int]:
+    """The largest sequence number of every key that more than one of `segments` holds, or that
+    `extra` (key -> largest sequence number elsewhere: the memtable's) also holds. Keys held once
+    are left out: their only row is their newest version."""
+    if len(segments) + bool(extra) <= 1:
+        return {}
+    shared: set[Any] = set()
+    seen: set[Any] = set(extra)
+    for seg in segments:
+        keys = seg.pk_to_row.keys()
+        shared |= keys & seen
+        seen |= keys
+    newest: dict[Any, int] = {}
+    for pk in shared:
+        best = extra.get(pk, -1)
+        for seg in segments:
+            row = seg.pk_to_row.get(pk)
+            if row is not None:
+                best = max(best, int(seg.seqs[row]))
+        newest[pk] = best
+    return newest
+
+
+def segment_mask(seg: Any, newest: dict[Any, int], tombstones: dict[Any, int],
+                 pending: dict[Any, tuple[int, Any]], pending_applies: Callable[[Any, Any], bool]) -> np.ndarray:
+    """The rows of `seg` that are their key's newest version (`newest`: keys held elsewhere too)
+    and that no tombstone with a larger sequence number covers (`tombstones`: key -> delete
+    sequence; `pending`: deletes still in the memtable, key -> (sequence, partition), counted when
+    `pending_applies(partition, seg)`)."""
+    mask = np.ones(seg.num_rows, dtype=bool)
+    index = seg.pk_to_row
+    seqs = seg.seqs
+    for pk in index.keys() & newest.keys():
+        row = index[pk]
+        if int(seqs[row]) < newest[pk]:
+            mask[row] = False
+    for pk in index.keys() & tombstones.keys():
+        row = index[pk]
+        if tombstones[pk] > int(seqs[row]):
+            mask[row] = False
+    for pk in index.keys() & pending.keys():
+        row = index[pk]
+        entry = pending[pk]
+        if entry[0] > int(seqs[row]) and pending_applies(entry[1], seg):
+            mask[row] = False
+    return mask
+
+
+def _one_row_per_key(segments: Iterable[Any]) -> bool:
+    return all(len(seg.pk_to_row) == seg.num_rows for seg in segments)
+
+
+# -- Lite's dense search, the per-row loops replaced -----------------------------------------------
+
+def dense(query_vectors: np.ndarray, segments: Iterable[Any], memtable: Any, delta_index: Any, top_k: int,
+          metric_type: str, pk_field: str, vector_field: str, partition_names: list[str] | None = None,
+          compiled_filter: Any = None, output_fields: list[str] | None = None, indexed_filter_plan: Any = None,
+          project_record_fn: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+          search_params: dict[str, Any] | None = None) -> list[list[dict[str, Any]]]:
+    """Lite's `execute_search_with_index` (same arguments, same results), the validity of segment
+    rows computed from key indexes instead of row by row."""
+    from milvus_lite.index.brute_force import BruteForceIndex
+
+    segments = list(segments)
+    partition_filter = set(partition_names) if partition_names else None
+    in_scope = [s for s in segments if s.num_rows > 0 and (partition_filter is None or s.partition in partition_filter)]
+    if not _state["on"] or not _one_row_per_key(in_scope) or not isinstance(getattr(delta_index, "_map", None), dict):
+        return _stock["dense"](query_vectors, segments, memtable, delta_index, top_k, metric_type, pk_field,
+                               vector_field, partition_names, compiled_filter, output_fields, indexed_filter_plan,
+                               project_record_fn, search_params)
+
+    if query_vectors.ndim == 1:
+        query_vectors = query_vectors.reshape(1, -1)
+    if query_vectors.dtype != np.float32:
+        query_vectors = query_vectors.astype(np.float32, copy=False)
+    nq = int(query_vectors.shape[0])
+    if nq == 0 or top_k <= 0:
+        return [[] for _ in range(nq)]
+
+    mt_pks, mt_seqs, mt_vecs, mt_row_refs, mt_table = memtable.to_search_snapshot(
+        vector_field=vector_field, partition_names=partition_names, include_table=compiled_filter is not None)
+    if not in_scope and not mt_pks:
+        return [[] for _ in range(nq)]
+
+    # 1. The newest version of the keys held in more than one place (Lite: a map of every row).
+    mt_newest: dict[Any, int] = {}
+    for pk, seq in zip(mt_pks, mt_seqs.tolist() if hasattr(mt_seqs, "tolist") else list(mt_seqs), strict=True):
+        if int(seq) > mt_newest.get(pk, -1):
+            mt_newest[pk] = int(seq)
+    newest = _newest_elsewhere(in_scope, mt_newest)
+    global_max_seqs = dict(mt_newest)  # what Lite's loop below reads, for memtable rows only
+    global_max_seqs.update((pk, seq) for pk, seq in newest.items() if pk in mt_newest)
+
+    # 2. Filter masks (Lite's code).
+    seg_filter_masks: dict[int, np.ndarray] = {}
+    mt_filter_mask: np.ndarray | None = None
+    if compiled_filter is not None:
+        from milvus_lite.search.filter import evaluate_mask
+        from milvus_lite.search.indexed_filter import evaluate_segment_filter
+        for seg in in_scope:
+            seg_filter_masks[id(seg)] = evaluate_segment_filter(seg, compiled_filter, indexed_filter_plan)
+        if mt_pks and mt_table is not None:
+            mt_filter_mask = evaluate_mask(compiled_filter, mt_table)
+
+    # 3. Per-source recall (Lite's code, but the segment masks).
+    per_query_candidates: list[list[tuple[float, int, int]]] = [[] for _ in range(nq)]
+    sources: list[tuple[list[Any], np.ndarray, np.ndarray]] = []
+    mt_deletes = memtable.delete_index_snapshot()  # {pk: (seq, partition)}
+    tombstones: dict[Any, int] = delta_index._map
+
+    def _memtable_mask(pks: list[Any], seqs: np.ndarray, filter_mask: np.ndarray | None) -> np.ndarray:
+        n = len(pks)
+        local_mask = np.zeros(n, dtype=bool)
+        for i in range(n):
+            pk = pks[i]
+            seq = int(seqs[i])
+            if global_max_seqs.get(pk) != seq:
+                continue
+            if delta_index.is_deleted(pk, seq):
+                continue
+            mt_entry = mt_deletes.get(pk)
+            if mt_entry is not None and mt_entry[0] > seq:
+                continue
+            local_mask[i] = True
+        if filter_mask is not None:
+            local_mask = local_mask & filter_mask.astype(bool)
+        return local_mask
+
+    def _recall_source(source_idx: int, local_mask: np.ndarray, vectors: np.ndarray, index: Any) -> None:
+        if len(local_mask) == 0 or not local_mask.any():
+            return
+        if index is None:
+            index = BruteForceIndex.build(vectors, metric_type)
+        local_ids, dists = index.search(query_vectors, top_k, valid_mask=None if local_mask.all() else local_mask,
+                                        params=search_params)
+        for q in range(nq):
+            for j in range(top_k):
+                lid = int(local_ids[q, j])
+                if lid < 0:
+                    break
+                per_query_candidates[q].append((float(dists[q, j]), source_idx, lid))
+
+    for seg in in_scope:
+        seg_vectors, seg_vector_null_mask = seg.vector_data(vector_field)
+        sources.append((list(seg.pks), seg.seqs, seg_vectors))
+        mask = segment_mask(seg, newest, tombstones, mt_deletes, lambda partition, seg: True)
+        combined_mask = seg_filter_masks.get(id(seg))
+        if combined_mask is not None:
+            mask &= combined_mask.astype(bool)
+        if seg_vector_null_mask is not None:
+            mask &= seg_vector_null_mask.astype(bool)
+        _recall_source(len(sources) - 1, mask, seg_vectors, seg.indexes.get(vector_field))
+
+    if mt_pks:
+        sources.append((mt_pks, mt_seqs, mt_vecs))
+        _recall_source(len(sources) - 1, _memtable_mask(mt_pks, mt_seqs, mt_filter_mask), mt_vecs, None)
+
+    n_segments = len(in_scope)
+
+    # 4. Global merge and projection (Lite's code).
+    if project_record_fn is not None:
+        project_entity = project_record_fn
+    elif output_fields is None:
+        def project_entity(record: dict[str, Any]) -> dict[str, Any]:
+            return {k: v for k, v in record.items() if k != pk_field and k != vector_field}
+    else:
+        keep = set(output_fields)
+        keep.discard(pk_field)
+
+        def project_entity(record: dict[str, Any]) -> dict[str, Any]:
+            return {k: record[k] for k in keep if k in record}
+
+    def _materialize_record(source_idx: int, local_id: int) -> dict[str, Any]:
+        if source_idx < n_segments:
+            return in_scope[source_idx].row_to_dict(local_id)  # type: ignore[no-any-return]
+        batch_idx, row_idx = mt_row_refs[local_id]
+        return memtable.materialize_row(batch_idx, row_idx)  # type: ignore[no-any-return]
+
+    results: list[list[dict[str, Any]]] = []
+    for q in range(nq):
+        candidates = per_query_candidates[q]
+        candidates.sort(key=lambda c: (c[0], c[1], c[2]))
+        per_query: list[dict[str, Any]] = []
+        for dist, source_idx, local_id in candidates[:top_k]:
+            record = _materialize_record(source_idx, local_id)
+            pk = record.get(pk_field) if pk_field in record else sources[source_idx][0][local_id]
+            per_query.append({"id": pk, "distance": dist, "entity": project_entity(record)})
+        results.append(per_query)
+    return results
+
+
+# -- Lite's sparse search, the per-row loops replaced ----------------------------------------------
+
+def sparse(self: Any, query_vectors: list[Any], vector_field: str, top_k: int, metric_type: str,
+           partition_names: list[str] | None, expr: str | None, output_fields: list[str] | None,
+           timezone: str | None = None) -> list[list[dict[str, Any]]]:
+    """Lite's `Collection._search_sparse` (same arguments, same results), the validity of segment
+    rows computed from key indexes instead of row by row."""
+    if not _state["on"]:
+        return _stock["sparse"](self, query_vectors, vector_field, top_k, metric_type, partition_names, expr,
+                                output_fields, timezone)
+    from milvus_lite.analyzer.sparse import bytes_to_sparse
+    from milvus_lite.constants import ALL_PARTITIONS
+    from milvus_lite.engine.projection import build_projection_plan, project_record
+    from milvus_lite.index.sparse_factory import (
+        _search_prepared_sparse_index,
+        create_sparse_index,
+        sparse_index_matches,
+    )
+
+    partition_filter = set(partition_names) if partition_names else None
+    projection_plan = build_projection_plan(
+        output_fields, self._schema, api_kind="search"
+    )
+
+    sparse_spec = self._index_specs.get(vector_field)
+    index_params = sparse_spec.build_params if sparse_spec else {}
+
+    # Convert query vectors upfront
+    query_sparse = self._prepare_sparse_queries(query_vectors, vector_field)
+    nq = len(query_sparse)
+    compiled_filter = self._compile_filter(expr, timezone=timezone) if expr else None
+    indexed_filter_plan = self._indexed_filter_plan(compiled_filter)
+
+    # Per-source candidates: (distance, global_pk, source_ref)
+    Candidate = tuple[float, Any, Any]  # (dist, pk, (tbl, row_idx))
+    per_query_candidates: list[list[Candidate]] = [[] for _ in range(nq)]
+
+    # Read snapshot — keeps segment cache and tombstones from crossing
+    # compaction / tombstone-GC generations.
+    seg_snapshot, delta_snap = self._read_snapshot()
+    mt_deletes = self._memtable.delete_index_snapshot()
+
+    # ── The newest version of the keys held in more than one place ──
+    # (Lite: a map of every row of every segment read.) Versions are resolved over every segment
+    # read, before partition pruning, and the memtable, as Lite does.
+    with_rows = [seg for seg in seg_snapshot if seg.num_rows > 0]
+    if not _one_row_per_key(with_rows) or not isinstance(getattr(delta_snap, "_map", None), dict):
+        return _stock["sparse"](self, query_vectors, vector_field, top_k, metric_type, partition_names, expr,
+                                output_fields, timezone)
+    mt_newest: dict[Any, int] = {}
+    for pk, (_, _, seq) in self._memtable.pk_index_snapshot():
+        mt_newest[pk] = max(int(seq), mt_newest.get(pk, -1))
+    newest = _newest_elsewhere(with_rows, mt_newest)
+    global_pk_seq = dict(mt_newest)  # what the memtable loop below reads: its keys only
+    global_pk_seq.update((pk, seq) for pk, seq in newest.items() if pk in mt_newest)
+    tombstones: dict[Any, int] = delta_snap._map
+
+    # ── Per-segment search (cached indexes) ──────────────────
+    for seg in seg_snapshot:
+        if partition_filter is not None:
+            if seg.partition not in partition_filter:
+                continue
+        table = seg.table
+        if table is None or len(table) == 0:
+            continue
+
+        # Build or reuse cached sparse index for this segment
+        cached_idx = seg.sparse_indexes.get(vector_field)
+        if not sparse_index_matches(cached_idx, metric_type, index_params):
+            sparse_batch = table.column(vector_field).to_pylist()
+            sparse_vecs = [
+                bytes_to_sparse(r) if isinstance(r, bytes) else (r or {})
+                for r in sparse_batch
+            ]
+            cached_idx = create_sparse_index(metric_type, index_params)
+            cached_idx.build(sparse_vecs)  # no valid_mask — full segment
+            seg.sparse_indexes[vector_field] = cached_idx
+
+        # Build valid_mask for this segment (dedup + tombstone + filter), from its key index
+        pks = seg.pks
+        valid_mask = segment_mask(seg, newest, tombstones, mt_deletes,
+                                  lambda partition, seg: partition in (ALL_PARTITIONS, seg.partition))
+
+        # Apply scalar filter
+        if compiled_filter is not None:
+            from milvus_lite.search.indexed_filter import evaluate_segment_filter
+            valid_mask = valid_mask & evaluate_segment_filter(
+                seg, compiled_filter, indexed_filter_plan,
+            )
+
+        if not valid_mask.any():
+            continue
+
+        # Search this segment's cached index
+        local_ids, dists = _search_prepared_sparse_index(
+            cached_idx, query_sparse, top_k, valid_mask=valid_mask,
+        )
+        for qi in range(nq):
+            for j in range(top_k):
+                lid = int(local_ids[qi, j])
+                if lid < 0:
+                    break
+                per_query_candidates[qi].append(
+                    (float(dists[qi, j]), pks[lid], (table, lid))
+                )
+
+    # ── Memtable search (rebuilt each time — small + mutable) ─
+    mt = self._memtable
+    mt_pks: list[Any] = []
+    mt_sparse: list[Any] = []
+    mt_refs: list[Any] = []
+    for pk, seq, record in mt.active_record_snapshots(
+        partition_names=partition_names
+    ):
+        if delta_snap.is_deleted(pk, seq) or global_pk_seq.get(pk, -1) > seq:
+            continue
+        raw = record.get(vector_field)
+        mt_pks.append(pk)
+        mt_sparse.append(
+            bytes_to_sparse(raw) if isinstance(raw, bytes) else (raw or {})
+        )
+        mt_refs.append((record, seq))
+
+    if mt_pks:
+        mt_valid = np.ones(len(mt_pks), dtype=bool)
+
+        if compiled_filter is not None:
+            from milvus_lite.search.filter.eval.python_backend import _eval_row
+            for i in range(len(mt_pks)):
+                if mt_valid[i]:
+                    record, _seq = mt_refs[i]
+                    if not _eval_row(compiled_filter.ast, record):
+                        mt_valid[i] = False
+
+        mt_idx = create_sparse_index(metric_type, index_params)
+        mt_idx.build(mt_sparse, valid_mask=mt_valid)
+        local_ids, dists = _search_prepared_sparse_index(mt_idx, query_sparse, top_k)
+        for qi in range(nq):
+            for j in range(top_k):
+                lid = int(local_ids[qi, j])
+                if lid < 0:
+                    break
+                per_query_candidates[qi].append(
+                    (float(dists[qi, j]), mt_pks[lid], mt_refs[lid])
+                )
+
+    # ── Global merge + dedup + materialize ────────────────────
+    # Dedup: if same pk appears from segment + memtable, keep
+    # the one with the highest seq (latest version).
+    def _is_memtable_sparse_ref(source: Any) -> bool:
+        return isinstance(source, tuple) and bool(source) and isinstance(source[0], dict)
+
+    results: list[list[dict[str, Any]]] = []
+    for qi in range(nq):
+        candidates = per_query_candidates[qi]
+        # First, deduplicate by pk keeping the latest version (highest seq).
+        pk_best: dict[Any, Any] = {}  # pk → (dist, pk, (tbl, row_i))
+        for cand in candidates:
+            dist, pk, source = cand
+            if _is_memtable_sparse_ref(source):
+                _record, seq = source
+                seq = int(seq)
+            else:
+                tbl, row_i = source
+                seq = int(tbl.column("_seq")[row_i].as_py())
+            if pk not in pk_best or seq > pk_best[pk][0]:
+                pk_best[pk] = (seq, cand)
+        deduped = [v[1] for v in pk_best.values()]
+        # Sort by distance ascending (smaller = better)
+        deduped.sort(key=lambda c: c[0])
+        hits: list[dict[str, Any]] = []
+        for dist, pk, source in deduped:
+            # Deferred materialization
+            entity = {}
+            if _is_memtable_sparse_ref(source):
+                source, _seq = source
+                entity = project_record(
+                    source, self._schema, projection_plan
+                )
+            else:
+                tbl, row_i = source
+                record = {
+                    name: tbl.column(name)[row_i].as_py()
+                    for name in tbl.column_names
+                    if name not in ("_seq", "_partition")
+                }
+                entity = project_record(
+                    record, self._schema, projection_plan
+                )
+            hits.append({"id": pk, "distance": dist, "entity": entity})
+            if len(hits) >= top_k:
+                break
+        results.append(hits)
+
+    return results

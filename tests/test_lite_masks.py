@@ -1,0 +1,121 @@
+"""Searches on Milvus Lite with validity masks from key indexes (lite_masks), against stock Lite.
+
+The random history of tests/lite_history.py (rewrites of the same ids, upserts, deletes flushed and
+still in the memtable, rows in the memtable, a reopen, a compaction) on one real Lite database; after
+each step every dense, keyword and hybrid candidate search is run with the replacements and with
+Lite's own functions and must give the same ids, distances and order. Also: segment rows are no
+longer checked one by one, and the replacement refuses code it was not checked against (this file
+fails when milvus-lite changes it)."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+from milvus_lite.storage.delta_index import DeltaIndex
+
+from mcp_memory_server import lite_masks
+from mcp_memory_server.filters import MemoryFilter
+from mcp_memory_server.keywords import KeywordStats, query_sparse
+from mcp_memory_server.store import MemoryStore
+from tests.lite_history import COMMUNITIES, DIMENSION, WORDS, memory, open_store, random_history
+
+
+def _searches(store: MemoryStore, seed: int, stats: KeywordStats) -> list[Any]:
+    rng = random.Random(seed)
+    out = []
+    for n in range(40):
+        named = None if n % 10 == 0 else rng.sample(COMMUNITIES, rng.choice((1, 1, 2, 3)))
+        flt = MemoryFilter(communities=named, kinds=["note"] if n % 7 == 0 else [])
+        vector = [rng.uniform(-1, 1) for _ in range(DIMENSION)]
+        dense = [(r.id, round(score, 6)) for r, score in store.search_dense(flt, vector, 10)]
+        weights = query_sparse(" ".join(rng.sample(WORDS, rng.randint(1, 4))), stats)
+        words = [(r.id, round(score, 9)) for r, score in store.search_sparse(flt, weights, 10)]
+        both = [(m.record.id, tuple(round(x, 6) for x in m.dense)) for m in store.candidates(flt, vector, weights, 12)]
+        out.append((dense, words, both))
+    return out
+
+
+def _compare(store: MemoryStore, seed: int, stats: KeywordStats) -> int:
+    """The same searches with the replacements and with Lite's own functions; how many found something
+    by vector and by keyword."""
+    assert lite_masks.installed()
+    fast = _searches(store, seed, stats)
+    lite_masks.uninstall()
+    try:
+        stock = _searches(store, seed, stats)
+    finally:
+        assert lite_masks.install()
+    assert fast == stock
+    return sum(1 for dense, _, _ in fast if dense) + sum(1 for _, words, _ in fast if words)
+
+
+def test_searches_give_what_stock_lite_gives(tmp_path: Path) -> None:
+    rng = random.Random(11)
+    stats = KeywordStats()
+
+    def check(store: MemoryStore, step: int) -> None:
+        assert _compare(store, seed=step, stats=stats) > 70
+
+    store, live = random_history(tmp_path / "masks.db", rng, stats, check)
+    try:
+        # Every live memory is found, once, with its latest vector (the score is its own inner product).
+        for m in rng.sample(list(live.values()), 30):
+            hits = store.search_dense(MemoryFilter(communities=[m.record.community]), m.dense, 200)
+            own = [score for r, score in hits if r.id == m.record.id]
+            assert own == [pytest.approx(sum(x * x for x in m.dense), rel=1e-4)]
+    finally:
+        store.close()
+
+
+def test_segment_rows_are_not_checked_one_by_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = open_store(tmp_path / "rows.db")
+    try:
+        rng = random.Random(3)
+        rows = [memory(rng, "team-1", i) for i in range(300)]
+        store.insert(rows)
+        store.delete("team-1", [rows[0].record.id])
+        asked: list[Any] = []
+        is_deleted = DeltaIndex.is_deleted
+
+        def spy(self: DeltaIndex, pk: Any, seq: int) -> bool:
+            asked.append(pk)
+            return is_deleted(self, pk, seq)
+
+        monkeypatch.setattr(DeltaIndex, "is_deleted", spy)
+        flt = MemoryFilter(communities=["team-1"])
+        stats = KeywordStats()
+        for m in rows:
+            stats.add(m.sparse, m.kw_len)
+        weights = query_sparse(" ".join(WORDS), stats)
+        hits = store.search_dense(flt, rows[0].dense, 300)
+        words = store.search_sparse(flt, weights, 300)
+        assert len(hits) == len(words) == 299 and rows[0].record.id not in {r.id for r, _ in hits + words}
+        assert asked == []  # Lite's own functions ask once per row of the segment
+        lite_masks.uninstall()
+        try:
+            assert [r.id for r, _ in store.search_dense(flt, rows[0].dense, 300)] == [r.id for r, _ in hits]
+            assert len(asked) >= 299
+            assert [r.id for r, _ in store.search_sparse(flt, weights, 300)] == [r.id for r, _ in words]
+            assert len(asked) >= 2 * 299
+        finally:
+            lite_masks.install()
+    finally:
+        store.close()
+
+
+def test_it_is_installed_with_the_narrowing_and_refuses_other_code(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    # On the milvus-lite this project installs, the code relied on is the code checked: if this
+    # fails after an upgrade, re-read it and re-run this file before adding the new hashes.
+    assert lite_masks.refusal() is None
+    store = open_store(tmp_path / "on.db")
+    try:
+        assert lite_masks.installed() and store.dense_masking() == "key indexes"
+    finally:
+        store.close()
+    monkeypatch.setitem(lite_masks.CHECKED, "DeltaIndex.is_deleted", {"0000000000000000"})
+    reason = lite_masks.refusal()
+    assert reason is not None and "DeltaIndex.is_deleted is not the code" in reason
