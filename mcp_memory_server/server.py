@@ -11,7 +11,8 @@ What a call costs besides the memory's own work (measured, issue 10): a tool ret
 `CallToolResult` whose structured content pydantic has checked, so the SDK skips its per-call
 `jsonschema.validate` (which re-checks the schema against its metaschema: ~8 ms for a 10-hit
 recall); output schemas declare JSON Schema draft-07, whose metaschema check the Python MCP client
-(which validates every result) runs in ~1.8 ms instead of 2020-12's ~7.5 ms. Streamable HTTP
+(which validates every result) runs in ~1.8 ms instead of 2020-12's ~7.5 ms, and write an optional
+field as `type: [T, "null"]` rather than an `anyOf` (validating a 10-hit recall: ~1.6 ms, not ~2.8). Streamable HTTP
 answers with SSE streams (not `json_response`: the SDK would drop every notification of a call
 answered as JSON, progress included); the hub turns the stream of a call that asked for no
 progress and holds only its answer into a plain JSON body (hub/replies.py).
@@ -202,7 +203,7 @@ class MemoryMCP(FastMCP):
         tools = await super().list_tools()
         for tool in tools:
             if tool.outputSchema is not None:
-                tool.outputSchema = {"$schema": OUTPUT_SCHEMA_DIALECT, **tool.outputSchema}
+                tool.outputSchema = {"$schema": OUTPUT_SCHEMA_DIALECT, **nullable_as_type_list(tool.outputSchema)}
         return tools
 
     async def call_tool(self, name: str, arguments: dict[str, Any]) -> Sequence[ContentBlock] | dict[str, Any]:
@@ -224,6 +225,31 @@ class MemoryMCP(FastMCP):
             return _error_result(cause)
         except MemoryServerError as exc:
             return _error_result(exc)
+
+
+# Keywords under which a schema does more than name a type: `type: [T, "null"]` would change what
+# such a schema accepts, so an `anyOf` holding one stays as it is.
+_NOT_MERGED = frozenset({"$ref", "anyOf", "oneOf", "allOf", "not", "enum", "const", "if", "then", "else"})
+
+
+def nullable_as_type_list(schema: Any) -> Any:
+    """`schema` with each `anyOf: [{"type": T, ...}, {"type": "null"}]` (pydantic's `T | None`)
+    written as `{"type": [T, "null"], ...}`: the same values are valid, and the Python MCP client,
+    which validates every result with jsonschema, checks a 10-hit recall in ~1.6 ms instead of
+    ~2.8 ms (an `anyOf` tries each branch for each value)."""
+    if isinstance(schema, list):
+        return [nullable_as_type_list(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {key: nullable_as_type_list(value) for key, value in schema.items()}
+    branches = out.get("anyOf")
+    if isinstance(branches, list) and len(branches) == 2 and {"type": "null"} in branches and "type" not in out:
+        other = branches[0] if branches[1] == {"type": "null"} else branches[1]
+        if isinstance(other, dict) and isinstance(other.get("type"), str) and not _NOT_MERGED & other.keys() \
+                and not other.keys() & (out.keys() - {"anyOf"}):
+            del out["anyOf"]
+            out.update(other, type=[other["type"], "null"])
+    return out
 
 
 def _error_result(error: MemoryServerError) -> Sequence[ContentBlock]:
