@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from . import validation as check
 from .access import Caller
@@ -54,10 +55,15 @@ def content_hash(text: str) -> str:
 
 def stored(record: MemoryRecord) -> StoredMemory:
     """The memory as a reader sees it (a recall hit without a score)."""
-    return StoredMemory(id=record.id, content=record.content, community=record.community, kind=record.kind,
-                        tags=list(record.tags or []), agent_id=record.agent_id, thread=record.thread or None,
-                        created_at=iso(record.created_at), metadata=dict(record.metadata or {}),
-                        expires_at=iso(record.expires_at) if record.expires_at else None)
+    return StoredMemory(**stored_fields(record))
+
+
+def stored_fields(record: MemoryRecord) -> dict[str, Any]:
+    """The fields of `stored(record)`, for the models that extend it (a recall's `Hit`)."""
+    return {"id": record.id, "content": record.content, "community": record.community, "kind": record.kind,
+            "tags": list(record.tags or []), "agent_id": record.agent_id, "thread": record.thread or None,
+            "created_at": iso(record.created_at), "metadata": dict(record.metadata or {}),
+            "expires_at": iso(record.expires_at) if record.expires_at else None}
 
 
 def iso(epoch_ms: int) -> str:

@@ -51,7 +51,7 @@ from .progress import Progress, report
 from .query_cache import QueryCache
 from .ranking import Candidate, Scored, fuse, keyword_score, semantic_score
 from .recent import OWN_TTL_S, SHARED_TTL_S, RecentWrites
-from .records import stored, to_record
+from .records import stored_fields, to_record
 from .routing import RoutingPolicy
 from .store import QUERY_LIMIT, MemoryStore
 from .transfer import Transfer
@@ -290,6 +290,6 @@ def _threads(records: list[MemoryRecord]) -> dict[tuple[str, str], list[MemoryRe
 
 
 def _hit(found: Scored) -> Hit:
-    return Hit(**stored(found.record).model_dump(), score=round(found.score, 6),
+    return Hit(**stored_fields(found.record), score=round(found.score, 6),
                dense=round(found.dense, 6) if found.dense is not None else None,
                keyword=round(found.keyword, 6) if found.keyword is not None else None)
