@@ -14,8 +14,10 @@ Only `store.py` and `collection.py` use this module.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import itertools
 import os
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -258,3 +260,26 @@ def distinct(hits: Sequence[Any]) -> list[Any]:
             seen.add(key)
             out.append(hit)
     return out
+
+
+def source_fingerprint(fn: Any) -> str:
+    """sha256 (first 16 hex digits) of a function's source, beneath any wrapper (`__wrapped__`): how
+    lite_scope and lite_masks recognise the Milvus Lite code they were checked against."""
+    return hashlib.sha256(inspect.getsource(inspect.unwrap(fn)).encode()).hexdigest()[:16]
+
+
+class CheckedOnce:
+    """A refusal check that reads Lite's source (a few ms), made at the first call in the process
+    and remembered: `check()` returns why not, or None."""
+
+    def __init__(self, check: Callable[[], str | None]) -> None:
+        self._check = check
+        self._lock = threading.Lock()
+        self._result: str | None = None
+        self._done = False
+
+    def __call__(self) -> str | None:
+        with self._lock:
+            if not self._done:
+                self._result, self._done = self._check(), True
+            return self._result

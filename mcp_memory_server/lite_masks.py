@@ -34,14 +34,14 @@ Adapted from milvus-lite 3.2.2 (Apache License 2.0, https://github.com/milvus-io
 
 from __future__ import annotations
 
-import hashlib
-import inspect
 import logging
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
+
+from .lite import CheckedOnce, source_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ CHECKED = {
 }
 
 _lock = threading.Lock()
-_state: dict[str, Any] = {"installed": False, "on": False, "refused": None}
+_state: dict[str, Any] = {"installed": False, "on": False}
 _stock: dict[str, Callable[..., list[list[dict[str, Any]]]]] = {}  # Lite's own functions
 
 
@@ -69,7 +69,7 @@ def _checked_code() -> dict[str, Any]:
     from milvus_lite.storage.segment import Segment
 
     return {"executor_indexed.execute_search_with_index": executor_indexed.execute_search_with_index,
-            "Collection._search_sparse": inspect.unwrap(Collection._search_sparse),
+            "Collection._search_sparse": Collection._search_sparse,  # Lite's own beneath wrappers (unwrapped)
             "DeltaIndex.is_deleted": DeltaIndex.is_deleted, "Segment.__init__": Segment.__init__,
             "MemTable.delete_index_snapshot": MemTable.delete_index_snapshot,
             "MemTable.pk_index_snapshot": MemTable.pk_index_snapshot}
@@ -77,8 +77,7 @@ def _checked_code() -> dict[str, Any]:
 
 def fingerprints() -> dict[str, str]:
     """The fingerprint of each piece of Lite code this module relies on, as installed."""
-    return {name: hashlib.sha256(inspect.getsource(fn).encode()).hexdigest()[:16]
-            for name, fn in _checked_code().items()}
+    return {name: source_fingerprint(fn) for name, fn in _checked_code().items()}
 
 
 def refusal() -> str | None:
@@ -96,12 +95,7 @@ def refusal() -> str | None:
     return None
 
 
-def refused() -> str | None:
-    """`refusal()`, checked once per process (it hashes Lite's source: a few ms)."""
-    with _lock:
-        if _state["refused"] is None:
-            _state["refused"] = refusal() or ""
-        return _state["refused"] or None
+refused = CheckedOnce(refusal)  # `refusal()`, once per process
 
 
 def install() -> bool:

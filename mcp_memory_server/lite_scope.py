@@ -26,8 +26,6 @@ beneath both: `inspect.unwrap`).
 
 from __future__ import annotations
 
-import hashlib
-import inspect
 import logging
 import os
 import threading
@@ -35,6 +33,7 @@ import weakref
 from typing import Any
 
 from . import lite_masks
+from .lite import CheckedOnce, source_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -49,11 +48,7 @@ _local = threading.local()
 _lock = threading.Lock()
 _targets: set[tuple[str, str]] = set()  # (real path of the database, collection name)
 _decided: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
-_state: dict[str, Any] = {"installed": False, "refused": None}
-
-
-def _fingerprint(fn: Any) -> str:
-    return hashlib.sha256(inspect.getsource(fn).encode()).hexdigest()[:16]
+_state: dict[str, Any] = {"installed": False}
 
 
 def refusal() -> str | None:
@@ -65,7 +60,7 @@ def refusal() -> str | None:
         return f"Milvus Lite cannot be imported ({exc})"
     for name, known in CHECKED.items():
         try:
-            seen = _fingerprint(inspect.unwrap(getattr(Collection, name)))  # Lite's own, under lite_masks
+            seen = source_fingerprint(getattr(Collection, name))  # Lite's own, beneath lite_masks
         except (AttributeError, OSError, TypeError) as exc:
             return f"milvus-lite {getattr(milvus_lite, '__version__', '?')}: cannot read Collection.{name} ({exc})"
         if seen not in known:
@@ -74,12 +69,7 @@ def refusal() -> str | None:
     return None
 
 
-def refused() -> str | None:
-    """`refusal()`, checked once per process (it hashes Lite's source: a few ms)."""
-    with _lock:
-        if _state["refused"] is None:
-            _state["refused"] = refusal() or ""
-        return _state["refused"] or None
+refused = CheckedOnce(refusal)  # `refusal()`, once per process
 
 
 def _install() -> bool:
