@@ -27,7 +27,7 @@ every search with stock Lite.
 Like `lite_scope`, it changes Lite from outside, so it is installed only over the code it was
 checked against (the source of the two functions and of the helpers whose behaviour it relies on
 must hash to the values below); otherwise stock Lite. A store on Milvus Lite turns it on when it
-opens, unless `MEMORY_LITE_NARROW=false`; `/health` says `dense_search_rows: key indexes`.
+opens, unless `MEMORY_LITE_NARROW=false`; `/health` says `search_row_checks: each segment's key index`.
 
 Adapted from milvus-lite 3.2.2 (Apache License 2.0, https://github.com/milvus-io/milvus-lite).
 """

@@ -69,9 +69,9 @@ class MemoryStore(MilvusCollection):
     def open(self) -> None:
         super().open()
         lite = self.lite
-        # Sound for this collection only: an id hashes its community, the partition key (lite_scope).
         if self.narrow and lite is not None:
-            lite_masks.install()  # first: lite_scope wraps Lite's sparse search as lite_masks left it
+            lite_masks.install()  # exact for any collection; first: lite_scope wraps what it installs
+        # Sound for this collection only: an id hashes its community, the partition key (lite_scope).
         if self.narrow and lite is not None and self._lite_buckets is not None:
             lite_scope.narrow(lite.path, self.collection)
 
@@ -96,13 +96,13 @@ class MemoryStore(MilvusCollection):
         why = "MEMORY_LITE_NARROW is off" if not self.narrow else lite_scope.refused() or "unknown partitions"
         return f"the whole collection ({why})"
 
-    def dense_masking(self) -> str | None:
-        """For /health and `doctor`: how a dense search on Milvus Lite decides which rows count
-        (None on a server)."""
+    def row_checks(self) -> str | None:
+        """For /health and `doctor`: how a search on Milvus Lite (dense or keyword) decides which
+        rows of the segments it reads count (lite_masks; None on a server)."""
         if self.lite is None:
             return None
         if lite_masks.installed():
-            return "key indexes"
+            return "each segment's key index"
         why = "MEMORY_LITE_NARROW is off" if not self.narrow else lite_masks.refused() or "not installed"
         return f"a loop over every row (Lite's own; {why})"
 

@@ -113,7 +113,7 @@ def test_it_is_installed_with_the_narrowing_and_refuses_other_code(tmp_path: Pat
     assert lite_masks.refusal() is None
     store = open_store(tmp_path / "on.db")
     try:
-        assert lite_masks.installed() and store.dense_masking() == "key indexes"
+        assert lite_masks.installed() and store.row_checks() == "each segment's key index"
     finally:
         store.close()
     monkeypatch.setitem(lite_masks.CHECKED, "DeltaIndex.is_deleted", {"0000000000000000"})

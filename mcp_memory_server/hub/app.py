@@ -120,8 +120,8 @@ async def health_report(runtime: Runtime, wait: float = 5.0) -> dict[str, Any]:
                        "rows": state["rows"], "load_state": state["load_state"]}
     if (narrowing := store.narrowing()) is not None:
         report["store"]["keyword_search_reads"] = narrowing
-    if (masking := store.dense_masking()) is not None:
-        report["store"]["dense_search_rows"] = masking
+    if (checks := store.row_checks()) is not None:
+        report["store"]["search_row_checks"] = checks
     report["index"] = state["index"]
     report["ok"] = True
     return report
