@@ -103,6 +103,9 @@ def install() -> bool:
     process: `lite_scope` wraps the sparse one afterwards, which is why `uninstall` only turns them
     off and they then call Lite's own functions)."""
     if refused():
+        if not _state.get("logged"):
+            _state["logged"] = True
+            log.info("searches on Milvus Lite check every row in Python: %s", refused())
         return False
     with _lock:
         if not _state["installed"]:
