@@ -134,6 +134,17 @@ def installed() -> bool:
 
 # -- which rows may be returned ---------------------------------------------------------------------
 
+def _versions(segments: Sequence[Any], memtable: dict[Any, int]) -> tuple[dict[Any, int], dict[Any, int]]:
+    """The newest sequence number of the keys whose rows Lite compares, from `segments` and the
+    memtable's keys (`memtable`: key -> its largest sequence number there): (for segment rows:
+    the keys held in more than one place, `_newest_elsewhere`; for memtable rows: every memtable
+    key, as Lite's own memtable loop reads it)."""
+    newest = _newest_elsewhere(segments, memtable)
+    for_memtable = dict(memtable)
+    for_memtable.update((pk, seq) for pk, seq in newest.items() if pk in memtable)
+    return newest, for_memtable
+
+
 def _newest_elsewhere(segments: Sequence[Any], extra: dict[Any, int]) -> dict[Any, int]:
     """The largest sequence number of every key that more than one of `segments` holds, or that
     `extra` (key -> largest sequence number elsewhere: the memtable's) also holds. Keys held once
@@ -182,6 +193,18 @@ def segment_mask(seg: Any, newest: dict[Any, int], tombstones: dict[Any, int],
     return mask
 
 
+def _gather(into: list[list[tuple[Any, ...]]], local_ids: np.ndarray, dists: np.ndarray, top_k: int,
+            tail: Callable[[int], tuple[Any, ...]]) -> None:
+    """Lite's loop over one source's top-k: per query, (distance, *tail(local id)) until the -1
+    padding."""
+    for q, hits in enumerate(into):
+        for j in range(top_k):
+            lid = int(local_ids[q, j])
+            if lid < 0:
+                break
+            hits.append((float(dists[q, j]), *tail(lid)))
+
+
 def _one_row_per_key(segments: Iterable[Any]) -> bool:
     return all(len(seg.pk_to_row) == seg.num_rows for seg in segments)
 
@@ -223,9 +246,7 @@ def dense(query_vectors: np.ndarray, segments: Iterable[Any], memtable: Any, del
     for pk, seq in zip(mt_pks, mt_seqs.tolist() if hasattr(mt_seqs, "tolist") else list(mt_seqs), strict=True):
         if int(seq) > mt_newest.get(pk, -1):
             mt_newest[pk] = int(seq)
-    newest = _newest_elsewhere(in_scope, mt_newest)
-    global_max_seqs = dict(mt_newest)  # what Lite's loop below reads, for memtable rows only
-    global_max_seqs.update((pk, seq) for pk, seq in newest.items() if pk in mt_newest)
+    newest, global_max_seqs = _versions(in_scope, mt_newest)  # the second: what the memtable loop reads
 
     # 2. Filter masks (Lite's code).
     seg_filter_masks: dict[int, np.ndarray] = {}
@@ -269,16 +290,11 @@ def dense(query_vectors: np.ndarray, segments: Iterable[Any], memtable: Any, del
             index = BruteForceIndex.build(vectors, metric_type)
         local_ids, dists = index.search(query_vectors, top_k, valid_mask=None if local_mask.all() else local_mask,
                                         params=search_params)
-        for q in range(nq):
-            for j in range(top_k):
-                lid = int(local_ids[q, j])
-                if lid < 0:
-                    break
-                per_query_candidates[q].append((float(dists[q, j]), source_idx, lid))
+        _gather(per_query_candidates, local_ids, dists, top_k, lambda lid: (source_idx, lid))
 
     for seg in in_scope:
         seg_vectors, seg_vector_null_mask = seg.vector_data(vector_field)
-        sources.append((list(seg.pks), seg.seqs, seg_vectors))
+        sources.append((seg.pks, seg.seqs, seg_vectors))  # Lite copies the key list: not needed, read only
         mask = segment_mask(seg, newest, tombstones, mt_deletes, lambda partition, seg: True)
         combined_mask = seg_filter_masks.get(id(seg))
         if combined_mask is not None:
@@ -377,9 +393,7 @@ def sparse(self: Any, query_vectors: list[Any], vector_field: str, top_k: int, m
     mt_newest: dict[Any, int] = {}
     for pk, (_, _, seq) in self._memtable.pk_index_snapshot():
         mt_newest[pk] = max(int(seq), mt_newest.get(pk, -1))
-    newest = _newest_elsewhere(with_rows, mt_newest)
-    global_pk_seq = dict(mt_newest)  # what the memtable loop below reads: its keys only
-    global_pk_seq.update((pk, seq) for pk, seq in newest.items() if pk in mt_newest)
+    newest, global_pk_seq = _versions(with_rows, mt_newest)  # the second: what the memtable loop reads
     tombstones: dict[Any, int] = delta_snap._map
 
     # ── Per-segment search (cached indexes) ──────────────────
@@ -422,14 +436,10 @@ def sparse(self: Any, query_vectors: list[Any], vector_field: str, top_k: int, m
         local_ids, dists = _search_prepared_sparse_index(
             cached_idx, query_sparse, top_k, valid_mask=valid_mask,
         )
-        for qi in range(nq):
-            for j in range(top_k):
-                lid = int(local_ids[qi, j])
-                if lid < 0:
-                    break
-                per_query_candidates[qi].append(
-                    (float(dists[qi, j]), pks[lid], (table, lid))
-                )
+        def segment_hit(lid: int, pks: Any = pks, table: Any = table) -> tuple[Any, ...]:
+            return pks[lid], (table, lid)
+
+        _gather(per_query_candidates, local_ids, dists, top_k, segment_hit)
 
     # ── Memtable search (rebuilt each time — small + mutable) ─
     mt = self._memtable
@@ -462,14 +472,7 @@ def sparse(self: Any, query_vectors: list[Any], vector_field: str, top_k: int, m
         mt_idx = create_sparse_index(metric_type, index_params)
         mt_idx.build(mt_sparse, valid_mask=mt_valid)
         local_ids, dists = _search_prepared_sparse_index(mt_idx, query_sparse, top_k)
-        for qi in range(nq):
-            for j in range(top_k):
-                lid = int(local_ids[qi, j])
-                if lid < 0:
-                    break
-                per_query_candidates[qi].append(
-                    (float(dists[qi, j]), mt_pks[lid], mt_refs[lid])
-                )
+        _gather(per_query_candidates, local_ids, dists, top_k, lambda lid: (mt_pks[lid], mt_refs[lid]))
 
     # ── Global merge + dedup + materialize ────────────────────
     # Dedup: if same pk appears from segment + memtable, keep
