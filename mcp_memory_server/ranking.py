@@ -9,19 +9,18 @@ the top-10 hits of LoCoMo questions (six conversations, fitted leave-one-convers
 ±0.4 of each value; benchmarks/locomo.py), for all-MiniLM-L6-v2 and the keyword encoding of
 `keywords.py`. Absolute values carry over to other data only roughly; the order within a recall
 and the comparability across modes hold. Hybrid recall ranks by its score: both sides' candidates
-(the top `Fusion.depth` of each) are scored with both raw values, computed exactly for every
-candidate rather than filled in as zero when one side missed it.
+(the top `Fusion.depth` of each) are scored with both raw values, known exactly for every
+candidate (the other side's from the stored vector: `MemoryStore.candidates`) rather than filled
+in as zero when one side missed it.
 """
 
 from __future__ import annotations
 
 import math
-import operator
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 
-from .keywords import Sparse, sparse_dot
 from .models import MemoryRecord
 
 SEMANTIC = (-5.374, 5.281)  # intercept, cosine
@@ -70,15 +69,6 @@ def states_a_time(content: str) -> bool:
 
 
 @dataclass(frozen=True)
-class Candidate:
-    """A memory found by either side of a hybrid recall, with its stored vectors."""
-
-    record: MemoryRecord
-    dense: Sequence[float]
-    sparse: Sparse
-
-
-@dataclass(frozen=True)
 class Scored:
     record: MemoryRecord
     score: float
@@ -86,16 +76,11 @@ class Scored:
     keyword: float | None  # the memory's BM25 for the query
 
 
-def fuse(query: str, vector: Sequence[float], weights: Sparse, candidates: Iterable[Candidate],
-         k: int) -> list[Scored]:
-    """The k best candidates of a hybrid recall by `hybrid_score`, each side's raw value computed
-    exactly from the stored vectors."""
+def fuse(query: str, candidates: Iterable[tuple[MemoryRecord, float, float]], k: int) -> list[Scored]:
+    """The k best candidates of a hybrid recall (memory, cosine, BM25: `MemoryStore.candidates`)
+    by `hybrid_score`."""
     when = is_when_question(query)
-    scored = []
-    for c in candidates:
-        cosine = sum(map(operator.mul, vector, c.dense))  # the generator's sum, bit for bit, in half the time
-        bm25 = sparse_dot(weights, c.sparse)
-        score = hybrid_score(cosine, bm25, when and states_a_time(c.record.content))
-        scored.append(Scored(c.record, score, cosine, bm25))
+    scored = [Scored(record, hybrid_score(cosine, bm25, when and states_a_time(record.content)), cosine, bm25)
+              for record, cosine, bm25 in candidates]
     scored.sort(key=lambda s: -s.score)
     return scored[:k]

@@ -49,7 +49,7 @@ from .models import (
 )
 from .progress import Progress, report
 from .query_cache import QueryCache
-from .ranking import Candidate, Scored, fuse, keyword_score, semantic_score
+from .ranking import Scored, fuse, keyword_score, semantic_score
 from .recent import OWN_TTL_S, SHARED_TTL_S, RecentWrites
 from .records import stored_fields, to_record
 from .routing import RoutingPolicy
@@ -218,8 +218,7 @@ class MemoryService(Browsing):
                 return [Scored(r, semantic_score(d), d, None) for r, d in self.store.search_dense(flt, vector, k)]
             if mode == "keyword":
                 return [Scored(r, keyword_score(d), None, d) for r, d in self.store.search_sparse(flt, weights, k)]
-            found = self.store.candidates(flt, vector, weights, depth)
-            return fuse(query, vector, weights, (Candidate(m.record, m.dense, m.sparse) for m in found), k)
+            return fuse(query, self.store.candidates(flt, vector, weights, depth), k)
 
         scored = await anyio.to_thread.run_sync(search, abandon_on_cancel=True)
         every = sorted((await self.writer.tallies.everything()).keys()) if scope is None else scope

@@ -9,12 +9,14 @@ process open a database.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from . import lite_masks, lite_scope
 from .collection import MilvusCollection
 from .filters import MemoryFilter, quote_list
+from .keywords import sparse_dot
 from .lite import distinct, lite_bucket
 from .milvus import FIELDS, SPARSE_SEARCH, search_params
 from .models import IndexedMemory, MemoryRecord
@@ -234,14 +236,26 @@ class MemoryStore(MilvusCollection):
         return [(_record(h["entity"]), float(h["distance"])) for h in hits]
 
     def candidates(self, flt: MemoryFilter, vector: Sequence[float], weights: dict[int, float],
-                   depth: int) -> list[IndexedMemory]:
-        """The union of the `depth` best memories by dense and by keyword vector, with their
-        vectors (a hybrid recall scores every candidate on both sides: ranking.fuse)."""
-        fields = [*FIELDS, "dense", "sparse", "kw_len"]
-        hits = self._search(flt, "dense", list(vector), depth, search_params(self.index_type, depth), fields)
-        if weights:
-            hits += self._search(flt, "sparse", weights, depth, SPARSE_SEARCH, fields)
-        return [_indexed(h["entity"]) for h in distinct(hits)]
+                   depth: int) -> list[tuple[MemoryRecord, float, float]]:
+        """The union of the `depth` best memories by dense and by keyword vector, each with its
+        inner product with `vector` (the cosine) and with `weights` (its BM25): a hybrid recall scores
+        every candidate on both sides (ranking.fuse). A side's search gives its own value for the
+        memories it found; the other value comes from the other stored vector, which is the only
+        vector fetched (a 384-float vector fetched and decoded costs ~0.05 ms a hit)."""
+        query = list(vector)
+        by_vector = self._search(flt, "dense", query, depth, search_params(self.index_type, depth),
+                                 [*FIELDS, "sparse"])
+        by_words = self._search(flt, "sparse", weights, depth, SPARSE_SEARCH, [*FIELDS, "dense"]) if weights else []
+        by_id = {hit["entity"]["id"]: hit for hit in by_words}
+        found = []
+        for hit in by_vector:
+            entity, also = hit["entity"], by_id.pop(hit["entity"]["id"], None)
+            bm25 = float(also["distance"]) if also else sparse_dot(weights, _sparse(entity.get("sparse")))
+            found.append((_record(entity), float(hit["distance"]), bm25))
+        for hit in by_id.values():  # found by keyword only, in the keyword search's order
+            cosine = sum(map(operator.mul, query, hit["entity"]["dense"]))  # the generator's sum, in half the time
+            found.append((_record(hit["entity"]), cosine, float(hit["distance"])))
+        return found
 
     def _search(self, flt: MemoryFilter, field: str, data: Any, k: int, params: dict[str, Any],
                 fields: list[str]) -> list[Any]:

@@ -8,8 +8,10 @@ step)`. It returns the memories that should be live."""
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from mcp_memory_server.keywords import KeywordStats
@@ -84,3 +86,22 @@ def random_history(path: Path, rng: random.Random, stats: KeywordStats,
         store.close()
         raise
     return store, live
+
+
+@dataclass(frozen=True, eq=False)
+class Close:
+    """Numbers that compare equal to another `Close` within a relative 1e-5."""
+
+    values: tuple[float, ...]
+
+    def __eq__(self, other: object) -> bool:
+        return (isinstance(other, Close) and len(self.values) == len(other.values)
+                and all(math.isclose(a, b, rel_tol=1e-5, abs_tol=1e-9) for a, b in zip(self.values, other.values, strict=True)))
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def candidates(found: list[tuple[MemoryRecord, float, float]]) -> tuple[list[str], Close]:
+    """A hybrid search's candidates: ids, and the two values (float32 from the side that found a
+    memory, float64 from the other: compared to 1e-5)."""
+    return [r.id for r, _, _ in found], Close(tuple(x for _, cosine, bm25 in found for x in (cosine, bm25)))

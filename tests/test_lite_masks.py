@@ -19,8 +19,9 @@ from milvus_lite.storage.delta_index import DeltaIndex
 from mcp_memory_server import lite_masks
 from mcp_memory_server.filters import MemoryFilter
 from mcp_memory_server.keywords import KeywordStats, query_sparse
+from mcp_memory_server.milvus import FIELDS, SPARSE_SEARCH
 from mcp_memory_server.store import MemoryStore
-from tests.lite_history import COMMUNITIES, DIMENSION, WORDS, memory, open_store, random_history
+from tests.lite_history import COMMUNITIES, DIMENSION, WORDS, candidates, memory, open_store, random_history
 
 
 def _searches(store: MemoryStore, seed: int, stats: KeywordStats) -> list[Any]:
@@ -33,8 +34,13 @@ def _searches(store: MemoryStore, seed: int, stats: KeywordStats) -> list[Any]:
         dense = [(r.id, round(score, 6)) for r, score in store.search_dense(flt, vector, 10)]
         weights = query_sparse(" ".join(rng.sample(WORDS, rng.randint(1, 4))), stats)
         words = [(r.id, round(score, 9)) for r, score in store.search_sparse(flt, weights, 10)]
-        both = [(m.record.id, tuple(round(x, 6) for x in m.dense)) for m in store.candidates(flt, vector, weights, 12)]
-        out.append((dense, words, both))
+        both = candidates(store.candidates(flt, vector, weights, 12))
+        # Every field a search can return, as Lite returns it (the replacement reads only the columns asked for).
+        fields = rng.choice((None, ["*"], ["id"], ["content", "tags"], [*FIELDS, "dense", "sparse", "kw_len"]))
+        rows = [store.client.search(store.collection, data=[data], anns_field=field, limit=6, output_fields=fields,
+                                    filter=flt.expression(), search_params=params)[0]
+                for field, data, params in (("dense", vector, {}), ("sparse", weights, SPARSE_SEARCH)) if data]
+        out.append((dense, words, both, [[(h["id"], h["distance"], h["entity"]) for h in hits] for hits in rows]))
     return out
 
 
@@ -49,7 +55,7 @@ def _compare(store: MemoryStore, seed: int, stats: KeywordStats) -> int:
     finally:
         assert lite_masks.install()
     assert fast == stock
-    return sum(1 for dense, _, _ in fast if dense) + sum(1 for _, words, _ in fast if words)
+    return sum(1 for dense, *_ in fast if dense) + sum(1 for _, words, *_ in fast if words)
 
 
 def test_searches_give_what_stock_lite_gives(tmp_path: Path) -> None:

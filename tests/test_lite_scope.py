@@ -21,7 +21,7 @@ from mcp_memory_server.filters import MemoryFilter
 from mcp_memory_server.keywords import KeywordStats, query_sparse
 from mcp_memory_server.lite import lite_bucket
 from mcp_memory_server.store import MemoryStore
-from tests.lite_history import COMMUNITIES, WORDS, memory, open_store, random_history
+from tests.lite_history import COMMUNITIES, WORDS, candidates, memory, open_store, random_history
 
 
 def _searches(store: MemoryStore, rng: random.Random, stats: KeywordStats, count: int) -> list[Any]:
@@ -31,7 +31,7 @@ def _searches(store: MemoryStore, rng: random.Random, stats: KeywordStats, count
         weights = query_sparse(" ".join(rng.sample(WORDS, rng.randint(1, 4))), stats)
         words = [(r.id, r.community, round(score, 12)) for r, score in store.search_sparse(flt, weights, 10)]
         vector = [rng.uniform(-1, 1) for _ in range(8)]
-        both = [(m.record.id, m.kw_len) for m in store.candidates(flt, vector, weights, 12)]
+        both = candidates(store.candidates(flt, vector, weights, 12))
         out.append((words, both))
     return out
 
