@@ -95,8 +95,10 @@ class Close:
     values: tuple[float, ...]
 
     def __eq__(self, other: object) -> bool:
-        return (isinstance(other, Close) and len(self.values) == len(other.values)
-                and all(math.isclose(a, b, rel_tol=1e-5, abs_tol=1e-9) for a, b in zip(self.values, other.values, strict=True)))
+        if not isinstance(other, Close) or len(self.values) != len(other.values):
+            return False
+        pairs = zip(self.values, other.values, strict=True)
+        return all(math.isclose(a, b, rel_tol=1e-5, abs_tol=1e-9) for a, b in pairs)
 
     __hash__ = None  # type: ignore[assignment]
 
