@@ -4,7 +4,8 @@ search path with stock Lite (test_lite_scope.py, test_lite_masks.py).
 `random_history` writes memories over 24 communities in Lite's 16 buckets, writes some again (new
 versions of the same ids), upserts, deletes, re-inserts deleted ones, leaves rows in Lite's memtable,
 restarts the store once (WAL replay) and compacts at the end; after each step it calls `check(store,
-step)`. It returns the memories that should be live."""
+step)`. It returns the memories that should be live. `candidates` puts a hybrid search's candidates
+in a form both tests compare."""
 
 from __future__ import annotations
 

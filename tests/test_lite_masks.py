@@ -3,9 +3,10 @@
 The random history of tests/lite_history.py (rewrites of the same ids, upserts, deletes flushed and
 still in the memtable, rows in the memtable, a reopen, a compaction) on one real Lite database; after
 each step every dense, keyword and hybrid candidate search is run with the replacements and with
-Lite's own functions and must give the same ids, distances and order. Also: segment rows are no
-longer checked one by one, and the replacement refuses code it was not checked against (this file
-fails when milvus-lite changes it)."""
+Lite's own functions and must give the same ids, distances, order and fields returned (hybrid
+candidates: the same ids, values within 1e-5). Also: segment rows are no longer checked one by one,
+and the replacement refuses code it was not checked against (this file fails when milvus-lite
+changes it)."""
 
 from __future__ import annotations
 
