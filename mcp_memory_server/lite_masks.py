@@ -148,7 +148,7 @@ def _versions(segments: Sequence[Any], memtable: dict[Any, int]) -> tuple[dict[A
     memtable's keys (`memtable`: key -> its largest sequence number there): (for segment rows:
     the keys held in more than one place, `_newest_elsewhere`; for memtable rows: every memtable
     key, as Lite's own memtable loop reads it)."""
-    newest = _newest_elsewhere(segments, memtable, _shared_keys(segments))
+    newest = _newest_elsewhere(segments, memtable)
     for_memtable = dict(memtable)
     for_memtable.update((pk, seq) for pk, seq in newest.items() if pk in memtable)
     return newest, for_memtable
@@ -186,13 +186,13 @@ def _shared_keys(segments: Sequence[Any]) -> frozenset[Any]:
     return found
 
 
-def _newest_elsewhere(segments: Sequence[Any], extra: dict[Any, int], shared: frozenset[Any]) -> dict[Any, int]:
-    """The largest sequence number of every key that more than one of `segments` holds (`shared`),
-    or that `extra` (key -> largest sequence number elsewhere: the memtable's) and a segment hold.
-    Keys held once are left out: their only row is their newest version."""
+def _newest_elsewhere(segments: Sequence[Any], extra: dict[Any, int]) -> dict[Any, int]:
+    """The largest sequence number of every key that more than one of `segments` holds
+    (`_shared_keys`), or that `extra` (key -> largest sequence number elsewhere: the memtable's) and
+    a segment hold. Keys held once are left out: their only row is their newest version."""
     if len(segments) + bool(extra) <= 1:
         return {}
-    doubled = set(shared)
+    doubled = set(_shared_keys(segments)) if len(segments) > 1 else set()
     doubled.update(pk for pk in extra if any(pk in seg.pk_to_row for seg in segments))
     newest: dict[Any, int] = {}
     for pk in doubled:
