@@ -17,7 +17,7 @@ from . import lite_masks, lite_scope
 from .collection import MilvusCollection
 from .filters import MemoryFilter, quote_list
 from .keywords import sparse_dot
-from .lite import distinct, lite_bucket
+from .lite import distinct, lite_bucket, search_refused
 from .milvus import FIELDS, SPARSE_SEARCH, search_params
 from .models import IndexedMemory, MemoryRecord
 
@@ -67,6 +67,7 @@ class MemoryStore(MilvusCollection):
     def __init__(self, uri: str, collection: str, dimension: int, *, narrow: bool = True, **options: Any) -> None:
         super().__init__(uri, collection, dimension, **options)
         self.narrow = narrow  # on Milvus Lite, keyword searches read only the buckets searched (lite_scope)
+        self.direct = narrow  # on Milvus Lite, searches ask the engine without protobuf (lite.LiteDatabase.search)
 
     def open(self) -> None:
         super().open()
@@ -107,6 +108,15 @@ class MemoryStore(MilvusCollection):
             return "each segment's key index"
         why = "MEMORY_LITE_NARROW is off" if not self.narrow else lite_masks.refused() or "not installed"
         return f"a loop over every row (Lite's own; {why})"
+
+    def search_path(self) -> str | None:
+        """For /health: how a search reaches Milvus Lite (None on a server)."""
+        if self.lite is None:
+            return None
+        if self.searches_engine:
+            return "the engine directly"
+        why = "MEMORY_LITE_NARROW is off" if not self.direct else search_refused() or "turned off"
+        return f"pymilvus through the servicer ({why})"
 
     # -- writes ----------------------------------------------------------------------------
 
@@ -259,7 +269,18 @@ class MemoryStore(MilvusCollection):
 
     def _search(self, flt: MemoryFilter, field: str, data: Any, k: int, params: dict[str, Any],
                 fields: list[str]) -> list[Any]:
+        lite = self.lite
+        if lite is not None and self.searches_engine:
+            hits = self._call(lite.search, self.collection, data, field, limit=k, expr=flt.expression(),
+                              output_fields=fields, search_params=params,
+                              partition_names=self._partitions(flt.communities))
+            return distinct(hits)
         result = self._call(self.client.search, self.collection, data=[data], anns_field=field, filter=flt.expression(),
                             limit=k, output_fields=fields, search_params=params,
                             partition_names=self._partitions(flt.communities))
         return distinct(result[0] if result else [])
+
+    @property
+    def searches_engine(self) -> bool:
+        """Whether searches ask Milvus Lite's engine directly (lite.LiteDatabase.search)."""
+        return self.direct and self.lite is not None and search_refused() is None

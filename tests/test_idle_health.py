@@ -24,6 +24,7 @@ def test_health_reports_store_embedder_and_index_without_scanning(hub: Hub) -> N
     assert body["index"]["type"] == "HNSW"
     assert body["store"]["keyword_search_reads"] == "the communities' buckets only"  # lite_scope
     assert body["store"]["search_row_checks"] == "each segment's key index"  # lite_masks
+    assert body["store"]["searches_reach"] == "the engine directly"  # lite.LiteDatabase.search
     assert body["embedder"] == {"name": "local:all-MiniLM-L6-v2", "dimension": 384,
                                 "loaded": body["embedder"]["loaded"]}
 

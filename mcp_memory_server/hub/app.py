@@ -122,6 +122,8 @@ async def health_report(runtime: Runtime, wait: float = 5.0) -> dict[str, Any]:
         report["store"]["keyword_search_reads"] = narrowing
     if (checks := store.row_checks()) is not None:
         report["store"]["search_row_checks"] = checks
+    if (path := store.search_path()) is not None:
+        report["store"]["searches_reach"] = path
     report["index"] = state["index"]
     report["ok"] = True
     return report
