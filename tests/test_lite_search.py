@@ -5,12 +5,14 @@ The random history of tests/lite_history.py (rewrites of the same ids, upserts, 
 still in the memtable, rows in the memtable, a reopen, a compaction) on one real Lite database; after
 each step dense, keyword and hybrid candidate searches, and raw searches for several choices of
 output fields, run both ways and must give the same hits: ids, order, distances and every field
-returned, with the same types. Also: an error is the same StoreError, the servicer is really
-skipped, and Lite code the direct path was not checked against is searched through pymilvus."""
+returned, with the same types. Also: metadata of every JSON kind and tags come back the same, an
+error is the same StoreError, the servicer is really skipped, and Lite code the direct path was not
+checked against is searched through pymilvus."""
 
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +83,30 @@ def test_direct_searches_give_what_pymilvus_gives(tmp_path: Path) -> None:
 
     store, _ = random_history(tmp_path / "direct.db", rng, stats, check)
     store.close()
+
+
+def test_metadata_and_tags_come_back_as_pymilvus_gives_them(tmp_path: Path) -> None:
+    store = open_store(tmp_path / "json.db")
+    try:
+        rng = random.Random(4)
+        rows = []
+        for i in range(12):
+            m = memory(rng, "team-3", i)
+            record = replace(m.record, **{
+                "tags": [f"t{i}", "ünïcode"][: i % 3],
+                "metadata": {"n": i, "x": i / 7, "ok": i % 2 == 0, "none": None, "text": "naïve “quotes” \n",
+                             "nested": {"list": [1, 2.5, "three", {"deep": [True, None]}]}}})
+            rows.append(replace(m, record=record))
+        store.insert(rows)
+        flt = MemoryFilter(communities=["team-3"])
+        found = []
+        for direct in (True, False):
+            store.direct = direct
+            found.append(_typed(store._search(flt, "dense", [0.3] * DIMENSION, 12, {}, [*FIELDS, "dense", "sparse"])))
+        assert found[0] == found[1]
+        assert sorted(h["entity"]["metadata"]["n"][1] for h in found[0][1]) == list(range(12))
+    finally:
+        store.close()
 
 
 def test_the_servicer_is_skipped_and_errors_are_the_same(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
