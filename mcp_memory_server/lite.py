@@ -310,22 +310,15 @@ def _decoders(collection: Any) -> dict[str, Decoder]:
 SEARCH_CHECKED = {"MilvusServicer.Search": {"16559dfa3cebce6f"}, "Collection.search": {"3c32a0a2928440cf"}}
 
 
+def _search_code() -> dict[str, Any]:
+    from milvus_lite.adapter.grpc.servicer import MilvusServicer
+    from milvus_lite.engine.collection import Collection
+
+    return {"MilvusServicer.Search": MilvusServicer.Search, "Collection.search": Collection.search}
+
+
 def _search_refusal() -> str | None:
-    try:
-        import milvus_lite
-        from milvus_lite.adapter.grpc.servicer import MilvusServicer
-        from milvus_lite.engine.collection import Collection
-    except ImportError as exc:
-        return f"Milvus Lite cannot be imported ({exc})"
-    version = getattr(milvus_lite, "__version__", "?")
-    for name, fn in (("MilvusServicer.Search", MilvusServicer.Search), ("Collection.search", Collection.search)):
-        try:
-            seen = source_fingerprint(fn)
-        except (OSError, TypeError) as exc:
-            return f"milvus-lite {version}: cannot read {name} ({exc})"
-        if seen not in SEARCH_CHECKED[name]:
-            return f"milvus-lite {version}: {name} is not the code this was checked against ({seen})"
-    return None
+    return unchecked_code(_search_code, SEARCH_CHECKED)
 
 
 def is_locked_elsewhere(exc: BaseException) -> bool:
@@ -373,6 +366,23 @@ def source_fingerprint(fn: Any) -> str:
     """sha256 (first 16 hex digits) of a function's source, beneath any wrapper (`__wrapped__`): how
     lite_scope and lite_masks recognise the Milvus Lite code they were checked against."""
     return hashlib.sha256(inspect.getsource(inspect.unwrap(fn)).encode()).hexdigest()[:16]
+
+
+def unchecked_code(code: Callable[[], dict[str, Any]], checked: dict[str, set[str]]) -> str | None:
+    """Why the Milvus Lite functions `code()` names (name -> function) are not the code a module was
+    checked against (`checked`: name -> the fingerprints known good), or None when each one is: how
+    lite_scope, lite_masks and `LiteDatabase.search` decide whether they may be used."""
+    try:
+        import milvus_lite
+
+        seen = {name: source_fingerprint(fn) for name, fn in code().items()}
+    except (ImportError, AttributeError, OSError, TypeError) as exc:
+        return f"Milvus Lite's code cannot be read ({exc})"
+    for name, value in seen.items():
+        if value not in checked[name]:
+            return (f"milvus-lite {getattr(milvus_lite, '__version__', '?')}: {name} is not the code this was "
+                    f"checked against ({value})")
+    return None
 
 
 class CheckedOnce:

@@ -48,7 +48,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from .lite import CheckedOnce, source_fingerprint
+from .lite import CheckedOnce, unchecked_code
 
 log = logging.getLogger(__name__)
 
@@ -84,24 +84,9 @@ def _checked_code() -> dict[str, Any]:
             "Segment.row_to_dict": Segment.row_to_dict}  # _segment_rows reads rows as it does
 
 
-def fingerprints() -> dict[str, str]:
-    """The fingerprint of each piece of Lite code this module relies on, as installed."""
-    return {name: source_fingerprint(fn) for name, fn in _checked_code().items()}
-
-
 def refusal() -> str | None:
     """Why the replacement cannot be installed on this Milvus Lite, or None if it can."""
-    try:
-        import milvus_lite
-
-        seen = fingerprints()
-    except (ImportError, AttributeError, OSError, TypeError) as exc:
-        return f"Milvus Lite's search code cannot be read ({exc})"
-    for name, value in seen.items():
-        if value not in CHECKED[name]:
-            return (f"milvus-lite {getattr(milvus_lite, '__version__', '?')}: {name} is not the code this was "
-                    f"checked against ({value})")
-    return None
+    return unchecked_code(_checked_code, CHECKED)
 
 
 refused = CheckedOnce(refusal)  # `refusal()`, once per process

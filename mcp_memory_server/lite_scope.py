@@ -33,7 +33,7 @@ import weakref
 from typing import Any
 
 from . import lite_masks
-from .lite import CheckedOnce, source_fingerprint
+from .lite import CheckedOnce, unchecked_code
 
 log = logging.getLogger(__name__)
 
@@ -51,22 +51,15 @@ _decided: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
 _state: dict[str, Any] = {"installed": False}
 
 
+def _code() -> dict[str, Any]:
+    from milvus_lite.engine.collection import Collection
+
+    return {f"Collection.{name}": getattr(Collection, name) for name in CHECKED}  # Lite's own, beneath lite_masks
+
+
 def refusal() -> str | None:
     """Why the narrowing cannot be installed on this Milvus Lite, or None if it can."""
-    try:
-        import milvus_lite
-        from milvus_lite.engine.collection import Collection
-    except ImportError as exc:
-        return f"Milvus Lite cannot be imported ({exc})"
-    for name, known in CHECKED.items():
-        try:
-            seen = source_fingerprint(getattr(Collection, name))  # Lite's own, beneath lite_masks
-        except (AttributeError, OSError, TypeError) as exc:
-            return f"milvus-lite {getattr(milvus_lite, '__version__', '?')}: cannot read Collection.{name} ({exc})"
-        if seen not in known:
-            return (f"milvus-lite {getattr(milvus_lite, '__version__', '?')}: Collection.{name} is not the code "
-                    f"this was checked against ({seen})")
-    return None
+    return unchecked_code(_code, {f"Collection.{name}": known for name, known in CHECKED.items()})
 
 
 refused = CheckedOnce(refusal)  # `refusal()`, once per process
