@@ -99,9 +99,15 @@ class KeywordStats:
         self.total_len = max(0.0, self.total_len - length)
         self.df.subtract(sparse.keys())
 
-    def idf(self, term: int) -> float:
+    def idf(self, term: int, unseen: bool = False) -> float:
+        """The term's IDF; 0 for a term no memory holds, or with `unseen` the IDF of a term one
+        memory holds (the rarest a term can be that a memory may have been written with since)."""
         df = self.df.get(term, 0)
-        return math.log(1.0 + (max(self.rows, MIN_ROWS) - df + 0.5) / (df + 0.5)) if df > 0 else 0.0
+        if df <= 0:
+            if not unseen:
+                return 0.0
+            df = 1
+        return math.log(1.0 + (max(self.rows, MIN_ROWS) - df + 0.5) / (df + 0.5))
 
     @staticmethod
     def merged(parts: Iterable[KeywordStats]) -> KeywordStats:
@@ -133,12 +139,18 @@ def doc_sparse(content: str, context: Sequence[str], avgdl: float) -> tuple[Spar
     return {t: f * (K1 + 1.0) / (f + norm) for t, f in tf.items()}, length
 
 
-def query_sparse(query: str, stats: KeywordStats) -> Sparse:
+def query_sparse(query: str, stats: KeywordStats, unseen: bool = False) -> Sparse:
     """The query's sparse vector: each known term's IDF times its count in the query. Its inner
-    product with a memory's vector is the memory's BM25. Empty when no query word is known."""
+    product with a memory's vector is the memory's BM25. Empty when no query word is known.
+
+    `unseen`: the statistics may lag the stored memories (on a Milvus server, where other hubs
+    write and `tallies.py` re-reads a community's statistics only after a TTL), so a word they have
+    not counted still weighs, as a word of one memory: a memory another hub has just written is
+    found by its new words at once. Where the statistics are exact (Milvus Lite, one writer), a word
+    they have not counted is in no memory, and leaving it out spares a search that cannot match."""
     weights: Sparse = {}
     for term, count in Counter(term_id(t) for t in tokens(query)).items():
-        idf = stats.idf(term)
+        idf = stats.idf(term, unseen)
         if idf > 0:
             weights[term] = idf * count
     return weights

@@ -208,7 +208,9 @@ class MemoryService(Browsing):
         scope, flt = await self.scoped_filter(request, caller)
         if scope == []:
             return Recalled(hits=[], mode=mode, communities=[])
-        weights = query_sparse(query, await self._keyword_stats(scope)) if mode != "semantic" else {}
+        # Statistics with a TTL may lag other hubs' writes: their new words still weigh.
+        stale = self.writer.tallies.ttl is not None
+        weights = query_sparse(query, await self._keyword_stats(scope), stale) if mode != "semantic" else {}
         depth = max(k, self.settings.fusion.depth)
         cached = self.queries.get(query) if mode != "keyword" else []
 

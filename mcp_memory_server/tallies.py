@@ -8,7 +8,8 @@ background warm-up after open) and then kept true by this process's writes (`wri
 under the same lock as the write). On Milvus Lite this process is the only writer, so a tally is
 exact for as long as the process runs. On a Milvus server other hubs write too: a tally older than
 `ttl` seconds is read again before use, so their writes show within `ttl` (keyword statistics are
-only IDF weights: a slightly stale one shifts scores a little and never hides a memory).
+only IDF weights: a slightly stale one shifts scores a little, and a word it has not counted yet
+weighs as a word of one memory, `keywords.query_sparse`, so it never hides a memory).
 
 An expired memory stops counting the moment it expires, not when the purge (`expiry.py`) deletes
 its row: a tally keeps the memories that will expire in a heap and subtracts each one when its time

@@ -9,6 +9,7 @@ import pytest
 
 from mcp_memory_server.config import Settings
 from mcp_memory_server.filters import MemoryFilter
+from mcp_memory_server.keywords import KeywordStats, doc_sparse, query_sparse, term_id
 from mcp_memory_server.models import MemoryIn, RecallIn, RememberManyIn
 from mcp_memory_server.service import MemoryService
 from mcp_memory_server.store import MemoryStore
@@ -56,3 +57,17 @@ async def test_the_stored_vector_is_the_embedding_of_the_content(service: Memory
 async def test_hybrid_recall_puts_a_memory_found_by_both_sides_first(service: MemoryService) -> None:
     found = await service.recall(RecallIn(query="deep blue sea", community="c", k=2))
     assert found.hits[0].content == "the sea is deep and blue"
+
+
+def test_a_query_word_the_statistics_have_not_counted_weighs_only_where_they_may_lag() -> None:
+    stats = KeywordStats()
+    for text in ["kafka brokers", "kafka topics", "the payments api"]:
+        sparse, length = doc_sparse(text, [], 0.0)
+        stats.add(sparse, length)
+    kafka, retention, payments = (term_id(w) for w in ("kafka", "retention", "payment"))
+    exact = query_sparse("kafka retention for payments", stats)
+    assert set(exact) == {kafka, payments}  # exact statistics: no memory holds "retention"
+    lagging = query_sparse("kafka retention for payments", stats, unseen=True)
+    assert {t: lagging[t] for t in exact} == exact
+    assert lagging[retention] == stats.idf(payments) > stats.idf(kafka) > 0  # as rare as a word of one memory
+    assert query_sparse("retention", stats) == {} and set(query_sparse("retention", stats, True)) == {retention}

@@ -30,7 +30,9 @@ from tests.hub_sessions import http_session
 
 pytestmark = pytest.mark.anyio
 
-TTL = 1.0  # MEMORY_STATS_TTL of both hubs: another hub's writes show in stats within it
+# MEMORY_STATS_TTL of both hubs: another hub's writes show in stats within it. Long enough that the
+# keyword recall below reads hub one's statistics from before hub two's write (its new words unknown).
+TTL = 3.0
 
 
 class LoadBalancer(httpx.AsyncBaseTransport):
@@ -94,9 +96,15 @@ async def test_two_hubs_on_one_milvus_server_share_one_memory_and_each_serves_al
                                community="ops")
                 found = await call(b, "recall", query="how often are payment keys rotated?", community="ops")
                 assert [h["id"] for h in found["hits"]] == [x["id"]]
+                # Hub one's keyword statistics of "ops", read now (its stats too), lag hub two's next
+                # write for TTL seconds; the words only that write holds must still find it.
+                await anyio.sleep(TTL)
+                await call(a, "recall", query="payments", community="ops", mode="keyword")
+                assert (await stats_of(a, "ops") or {}).get("total") == 1
                 y = await call(b, "remember", content="Kafka retention on the events topic is 7 days.",
                                community="ops")
                 found = await call(a, "recall", query="events topic retention", community="ops", mode="keyword")
+                assert (await stats_of(a, "ops") or {}).get("total") == 1  # not re-read: the words were unknown
                 assert y["id"] in [h["id"] for h in found["hits"]]
                 # Dedup ids agree: the content one hub stored is a duplicate through the other.
                 again = await call(b, "remember", content="The payments API rotates its keys every 90 days.",
@@ -136,7 +144,9 @@ async def test_two_hubs_on_one_milvus_server_share_one_memory_and_each_serves_al
                         assert found["hits"][0]["id"] == x["id"]
                         await call(moving, "remember", content=f"balanced write {i}", community="lb")
                     assert {httpx.URL(one).port, httpx.URL(two).port} <= set(balancer.served[-8:])
-                assert (await stats_of(a, "lb") or {}).get("total") == 4
+                with anyio.fail_after(TTL + 30):
+                    while (await stats_of(a, "lb") or {}).get("total") != 4:
+                        await anyio.sleep(0.2)
 
                 # One hub killed: the other keeps serving reads and writes.
                 first.kill()
