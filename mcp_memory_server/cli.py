@@ -6,6 +6,7 @@ stdout belongs to the MCP protocol in stdio mode: everything human goes to stder
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import logging
 import os
@@ -73,7 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.command == "serve":
         if args.transport == "stdio":
-            anyio.run(_serve_stdio, settings)
+            anyio.run(_serve_stdio, settings, backend_options=loop_options(settings))
         else:
             # Imported here, not at the top: uvicorn and the auth stack cost a stdio server start-up
             # time it must not spend before answering `initialize`.
@@ -84,7 +85,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             tokens: Tokens | None = check_bind(settings, host, args.allow_remote)
             if tokens is None:
                 return 2
-            status = anyio.run(serve_hub, settings, host, port, tokens, args.allow_remote)
+            status = anyio.run(serve_hub, settings, host, port, tokens, args.allow_remote,
+                               backend_options=loop_options(settings))
             # The store is flushed and closed, the advert withdrawn: skip the interpreter's teardown of
             # torch & co., which takes seconds (measured 5-7 s on a busy host) after a SIGTERM.
             logging.shutdown()
@@ -106,6 +108,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return anyio.run(doctor, settings)
     return 2
+
+
+def loop_options(settings: Settings) -> dict[str, bool]:
+    """anyio's options for a serving event loop: uvloop when it is installed and not turned off
+    (MEMORY_UVLOOP). The loop a server runs on is in `/health` (`event_loop`)."""
+    return {"use_uvloop": settings.memory_uvloop and importlib.util.find_spec("uvloop") is not None}
 
 
 async def _serve_stdio(settings: Settings) -> None:

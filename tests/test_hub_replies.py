@@ -1,5 +1,6 @@
 """A streamable-HTTP call that asks for no progress is answered as plain JSON (hub/replies.py), so
-that the SDK's client keeps its connection; a call that asks for progress still hears it."""
+that the SDK's client keeps its connection: a quick call by the transport's JSON mode, a long one by
+holding its stream back; a call that asks for progress still hears it."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from mcp.client.streamable_http import streamable_http_client
 
 from mcp_memory_server.config import Settings
 from mcp_memory_server.hub.auth import hub_middleware
-from mcp_memory_server.hub.replies import JsonReplies, is_answer, single_event
+from mcp_memory_server.hub.replies import JsonForThisCall, JsonReplies, is_answer, single_event
 from mcp_memory_server.hub.tokens import Tokens
 from tests.conftest import running_hub
 
@@ -94,6 +95,15 @@ async def test_the_answer_is_json_without_a_progress_token_and_an_event_stream_w
             plain = await http.post("/mcp", headers=session, json=call)
             assert plain.headers["content-type"] == "application/json"
             assert plain.json()["result"]["structuredContent"]["total"] == 0
+            # A quick call is answered by the transport in JSON mode: no SSE stream was made (an SSE
+            # answer carries the stream's Cache-Control). A long one's stream is held and made JSON.
+            assert "cache-control" not in plain.headers
+            forget = {"jsonrpc": "2.0", "id": 5, "method": "tools/call",
+                      "params": {"name": "forget", "arguments": {"community": "none-here", "kinds": ["note"]}}}
+            held = await http.post("/mcp", headers=session, json=forget)
+            assert held.headers["content-type"] == "application/json"
+            assert "no-transform" in held.headers["cache-control"]
+            assert held.json()["result"]["structuredContent"] == {"deleted": 0}
             call["params"]["_meta"] = {"progressToken": "p1"}  # type: ignore[index]
             streamed = await http.post("/mcp", headers=session, json={**call, "id": 3})
             assert streamed.headers["content-type"].startswith("text/event-stream")
@@ -146,8 +156,43 @@ async def _served(chunks: list[bytes], body: dict[str, Any], early: list[int] | 
     return sent
 
 
+async def test_a_quick_call_asks_the_transport_for_json_and_a_long_call_does_not() -> None:
+    flag = JsonForThisCall()
+    seen: list[bool] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(bool(flag))
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": json.dumps(body).encode(), "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        pass
+
+    def scope(accept: bytes) -> dict[str, Any]:
+        return {"type": "http", "method": "POST", "path": "/mcp", "headers": [(b"accept", accept)]}
+
+    both = b"application/json, text/event-stream"
+    for name, accept, progress, expected in [("stats", both, None, True), ("recall", both, None, True),
+                                             ("remember_many", both, None, False), ("import", both, None, False),
+                                             ("forget", both, None, False), ("stats", both, "p", False),
+                                             ("stats", b"application/json", None, False)]:
+        params: dict[str, Any] = {"name": name, "arguments": {}}
+        if progress:
+            params["_meta"] = {"progressToken": progress}
+        body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": params}
+        await JsonReplies(app)(scope(accept), receive, send)
+        assert seen.pop() is expected, (name, accept, progress)
+        assert not flag  # only inside the call
+    body = {"jsonrpc": "2.0", "id": 1, "method": "resources/list"}
+    await JsonReplies(app)(scope(both), receive, send)
+    assert seen.pop() is True
+
+
 async def test_a_stream_that_holds_more_than_the_answer_goes_through_as_a_stream() -> None:
-    call = {"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": {"name": "stats", "arguments": {}}}
+    call = {"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": {"name": "remember_many", "arguments": {}}}
     answer = b'event: message\r\ndata: {"jsonrpc":"2.0","id":5,"result":{}}\r\n\r\n'
     note = b'event: message\r\ndata: {"jsonrpc":"2.0","method":"notifications/message","params":{}}\r\n\r\n'
     plain = await _served([answer], call)

@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from mcp_memory_server.cli import main
+from mcp_memory_server.cli import loop_options, main
 from mcp_memory_server.config import Settings
 from tests.conftest import Hub
 from tests.hub_sessions import ADMIN, ALPHA, auth_hub, bearer
@@ -20,6 +20,7 @@ def test_health_reports_store_embedder_and_index_without_scanning(hub: Hub) -> N
     service.store.scan = None  # type: ignore[assignment, method-assign]  # a scan would now fail
     body = httpx.get(f"{hub.base}/health", timeout=30).json()
     assert body["ok"] is True and body["role"] == "owner"
+    assert body["event_loop"] == "uvloop"  # a dependency, which uvicorn picks by itself
     assert body["store"]["reachable"] and body["store"]["rows"] == 0 and body["store"]["load_state"] == "Loaded"
     assert body["index"]["type"] == "HNSW"
     assert body["store"]["keyword_search_reads"] == "the communities' buckets only"  # lite_scope
@@ -27,6 +28,11 @@ def test_health_reports_store_embedder_and_index_without_scanning(hub: Hub) -> N
     assert body["store"]["searches_reach"] == "the engine directly"  # lite.LiteDatabase.search
     assert body["embedder"] == {"name": "local:all-MiniLM-L6-v2", "dimension": 384,
                                 "loaded": body["embedder"]["loaded"]}
+
+
+def test_serve_runs_on_uvloop_unless_told_not_to() -> None:
+    assert loop_options(Settings()) == {"use_uvloop": True}
+    assert loop_options(Settings(memory_uvloop=False)) == {"use_uvloop": False}
 
 
 def test_health_is_503_when_the_store_does_not_answer(hub: Hub) -> None:

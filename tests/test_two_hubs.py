@@ -89,6 +89,7 @@ async def test_two_hubs_on_one_milvus_server_share_one_memory_and_each_serves_al
     with procs.milvus_server(tmp_path / "milvus", port), \
             procs.hub_process(tmp_path, tmp_path, **env) as (one, first), \
             procs.hub_process(tmp_path, tmp_path, **env) as (two, _):
+        assert httpx.get(f"{one}/health", timeout=30).json()["event_loop"] == "uvloop"  # `serve`'s loop
         async with http_session(f"{one}/mcp") as a, http_session(f"{two}/mcp") as b:
             with anyio.fail_after(240):
                 # A write through either hub is read back through the other at once.

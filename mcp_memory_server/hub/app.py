@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -24,7 +25,7 @@ from ..memory import Runtime
 from ..server import CALLER_STATE_KEY
 from .advert import STORE_HEADER, store_identity
 from .auth import ANONYMOUS_STATE_KEY, NO_OAUTH, UI_PATH
-from .replies import JsonReplies
+from .replies import JsonForThisCall, JsonReplies
 from .ui import ui_app
 
 
@@ -50,6 +51,8 @@ def hub_app(mcp: FastMCP, runtime: Runtime, *, middleware: Sequence[Middleware] 
     Host / Origin rules. The runtime opens with the app."""
     logging.getLogger("mcp.server.streamable_http").addFilter(_QUIET_DISCONNECTS)  # once: the same filter
     streamable = mcp.streamable_http_app()
+    # Quick calls answered as JSON by the transport, per request (hub/replies.py).
+    mcp.session_manager.json_response = JsonForThisCall()  # type: ignore[assignment]
     sse = mcp.sse_app()
     identity = store_identity(runtime.settings)
 
@@ -91,7 +94,8 @@ async def no_oauth(request: Request) -> JSONResponse:
 async def health_report(runtime: Runtime, wait: float = 5.0) -> dict[str, Any]:
     """Whether the store answers, and the state of the embedder and index. Cheap (no scan):
     safe to poll. `ok` is False while the memory is still opening or when Milvus does not answer."""
-    report: dict[str, Any] = {"ok": False, "role": runtime.role}
+    loop = type(asyncio.get_running_loop()).__module__.split(".")[0]
+    report: dict[str, Any] = {"ok": False, "role": runtime.role, "event_loop": loop}
     try:
         with anyio.fail_after(wait):
             await runtime.wait_ready()
