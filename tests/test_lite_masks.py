@@ -126,3 +126,36 @@ def test_it_is_installed_with_the_narrowing_and_refuses_other_code(tmp_path: Pat
     monkeypatch.setitem(lite_masks.CHECKED, "DeltaIndex.is_deleted", {"0000000000000000"})
     reason = lite_masks.refusal()
     assert reason is not None and "DeltaIndex.is_deleted is not the code" in reason
+
+
+@pytest.mark.parametrize("dynamic", [False, True], ids=["memory-schema", "dynamic-fields"])
+def test_the_projection_of_a_returned_row_is_lites(tmp_path: Path, dynamic: bool) -> None:
+    from milvus_lite.engine.projection import build_projection_plan, project_record
+    from milvus_lite.schema.types import CollectionSchema, DataType, FieldSchema
+
+    store = open_store(tmp_path / "projection.db")  # installs the replacements
+    store.close()
+    schema = CollectionSchema(fields=[FieldSchema("id", DataType.VARCHAR, is_primary=True, max_length=64),
+                                      FieldSchema("content", DataType.VARCHAR, max_length=64),
+                                      FieldSchema("tags", DataType.JSON),
+                                      FieldSchema("dense", DataType.FLOAT_VECTOR, dim=2)],
+                              enable_dynamic_field=dynamic)
+    rng = random.Random(3)
+    records = [{"id": f"m{i}", "content": f"text {i}", "tags": ["a"], "dense": [0.5, 0.25], "_seq": i,
+                "_partition": "p", **({"$meta": '{"x": 1, "content": "shadowed"}'} if i % 2 else {}),
+                **({"extra": i} if i % 3 == 0 else {})} for i in range(12)]
+    for record in records:
+        for _ in range(rng.randint(0, 2)):  # rows that lack some fields
+            record.pop(rng.choice(["content", "tags", "dense"]), None)
+    choices = (None, ["*"], ["id"], ["content", "tags"], ["content", "id", "dense"], ["$meta"], ["x", "content"],
+               ["extra"], [])
+    fast = 0
+    for fields in choices:
+        for kind in ("search", "query", "get"):
+            plan = build_projection_plan(fields, schema, api_kind=kind)
+            for record in records:
+                ours = lite_masks.project(dict(record), schema, plan)
+                assert ours == project_record(dict(record), schema, plan)
+                assert list(ours) == list(project_record(dict(record), schema, plan))  # same order of keys
+            fast += kind == "search" and not (plan.include_all_dynamic or plan.explicit_dynamic_fields)
+    assert fast >= (7 if not dynamic else 3)  # plans that take the short way (the others are Lite's own)
