@@ -150,11 +150,13 @@ class _SlowEmbedder:
 
     def __init__(self) -> None:
         self.calls: list[int] = []
+        self.threads: list[str] = []  # the thread each model call ran in
 
     def warm_up(self) -> None:
         return None
 
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        self.threads.append(threading.current_thread().name)
         if "boom" in texts:
             raise EmbeddingError("model failed")
         self.calls.append(len(texts))
@@ -183,6 +185,54 @@ def test_concurrent_embeds_share_model_calls_and_each_caller_gets_its_own_vector
     with pytest.raises(EmbeddingError, match="model failed"):
         embedder.embed(["boom"])
     assert embedder.embed(["after"]) == [[5.0, 1.0]]
+
+
+def test_a_caller_that_finds_the_model_idle_makes_the_call_in_its_own_thread() -> None:
+    """No hand-over to the worker thread and back for a lone call; calls queued behind a busy model
+    are still made together by the worker, and the model is never called twice at once."""
+    inner = _SlowEmbedder()
+    embedder = CoalescingEmbedder(inner)
+    assert embedder.embed(["alone"]) == [[5.0, 1.0]]
+    assert inner.threads == [threading.current_thread().name]
+    with pytest.raises(EmbeddingError, match="model failed"):  # a failure in the caller's own call
+        embedder.embed(["boom"])
+    assert embedder.embed(["again"]) == [[5.0, 1.0]]  # ...leaves the model free
+
+    inner.threads.clear()
+    running, most = 0, 0
+    guard = threading.Lock()
+    slow_embed = inner.embed
+
+    def counted(texts: Sequence[str]) -> list[list[float]]:
+        nonlocal running, most
+        with guard:
+            running += 1
+            most = max(most, running)
+        deadline = time.monotonic() + 10
+        while not inner.threads and len(embedder._queue) < 7 and time.monotonic() < deadline:
+            time.sleep(0.005)  # the first call holds the model until the other callers have queued
+        try:
+            return slow_embed(texts)
+        finally:
+            with guard:
+                running -= 1
+
+    inner.embed = counted  # type: ignore[method-assign]
+    results: dict[int, list[list[float]]] = {}
+
+    def caller(n: int) -> None:
+        results[n] = embedder.embed(["z" * n])
+
+    callers = [threading.Thread(target=caller, args=(n,), name=f"caller-{n}") for n in range(1, 9)]
+    for caller in callers:
+        caller.start()
+    for caller in callers:
+        caller.join(timeout=30)
+    assert results == {n: [[float(n), 1.0]] for n in range(1, 9)}
+    assert most == 1
+    assert inner.threads[0].startswith("caller-")  # the first caller found the model idle
+    assert "embed-coalescer" in inner.threads[1:]  # the rest queued behind it, for the worker
+    assert len(inner.threads) < 8
 
 
 async def test_concurrent_writes_of_the_same_content_store_it_once(runtime: Runtime) -> None:
