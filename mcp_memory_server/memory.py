@@ -14,8 +14,10 @@ flight finish (`Runtime.drain`) before it closes the memory.
 
 from __future__ import annotations
 
+import gc
 import importlib
 import logging
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Literal, Protocol, TypeVar
@@ -56,6 +58,27 @@ if TYPE_CHECKING:
     from .service import MemoryService
 
 log = logging.getLogger(__name__)
+
+# Python's collector of reference cycles now and then walks every object the process holds. Once
+# the model and the libraries are loaded, that is hundreds of thousands of objects that never die:
+# each full collection stopped the hub for ~0.3 s (two in 30 s of 16 clients recalling at once on
+# this machine, the p99 of those runs 0.44 s against 0.20 s without one). After the warm-up, what
+# is alive is collected once more and then frozen (`gc.freeze`): later collections walk only what
+# was made after it. Plain reference counting still frees frozen objects that are not in a cycle.
+_frozen = threading.Lock()
+_heap_frozen = False
+
+
+def freeze_heap() -> None:
+    """Collect, then freeze every object alive now (see above); once per process."""
+    global _heap_frozen
+    with _frozen:
+        if _heap_frozen:
+            return
+        _heap_frozen = True
+    gc.collect()
+    gc.freeze()
+    log.debug("%d objects frozen", gc.get_freeze_count())
 
 Role = Literal["owner", "client"]
 
@@ -178,6 +201,7 @@ class Runtime:
                     await self.service.warm_up()
                 except MemoryServerError as exc:  # the first embed reports it to the caller again
                     log.error("embedding model failed to load: %s", exc)
+                freeze_heap()
             await purge_forever(self.service, self.settings.memory_expiry_interval)
 
     def _join(self, hub: HubAddress) -> None:

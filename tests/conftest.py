@@ -11,7 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+# hypothesis is imported before any runtime freezes the heap (memory.freeze_heap): on its first import
+# it registers trio's random generator and looks for the generator's referrers, which gc no longer
+# sees once they are frozen (a HypothesisWarning, an error under this project's pytest settings).
 import httpx
+import hypothesis  # noqa: F401
 import pytest
 import uvicorn
 from mcp import ClientSession
