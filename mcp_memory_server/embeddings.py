@@ -56,7 +56,6 @@ class LocalEmbedder:
         self._model: Any = None
         self._forward: Forward | None = None  # the direct pass, when it reproduces encode (_direct_forward)
         self._load_lock = threading.Lock()
-        self._encode_lock = threading.Lock()
 
     @property
     def loaded(self) -> bool:
@@ -91,8 +90,7 @@ class LocalEmbedder:
         if not texts:
             return []
         self.warm_up()
-        # torch already uses every core for one batch; concurrent encodes would only thrash.
-        with self._encode_lock:
+        with _MODEL_CALLS:
             vectors = self._forward(list(texts)) if self._forward is not None else _encode(self._model, texts,
                                                                                           self.batch_size)
         return [v.tolist() for v in vectors]
@@ -154,6 +152,12 @@ class OpenAIEmbedder:
         self._http.close()
 
 
+# One model call at a time in the process, whichever LocalEmbedder makes it (they share the weights
+# and the tokenizer, see _load_local_model): torch already uses every core given for one batch, so
+# concurrent calls would only thrash, and a fast tokenizer must not be used by two threads at once.
+_MODEL_CALLS = threading.RLock()
+
+
 @functools.cache
 def _load_local_model() -> Any:
     """The packaged all-MiniLM-L6-v2, loaded once per process (weights are read-only, so every
@@ -181,15 +185,21 @@ def _encode(model: Any, texts: Sequence[str], batch_size: int) -> Any:
 # `batch_size`, each batch tokenized (padded, truncated at the model's max_seq_length) and run through
 # the model's modules (BERT, mean pooling, its Normalize module), then normalised once more, as
 # `encode(normalize_embeddings=True)` does. Used only if it gives bit for bit what `encode` gives on
-# PROBES at load (~0.2 s), so a vector never depends on which path made it (stored vectors, dedup, ties).
+# PROBES at load (~0.3 s), so a vector never depends on which path made it (stored vectors, dedup, ties).
 PROBES = ("what does the audit log keep?", "  padded  ", "", "Ünïcödé — 日本語 🚀", "a\nb\tc",
           "long " * 300)
 
 
+@functools.cache  # once per model and batch size in a process
 def _direct_forward(model: Any, batch_size: int) -> Forward | None:
     """The direct pass for `model`, or None (with the reason logged) when it does not reproduce
     `encode` exactly on PROBES: one by one, the short ones together, and cut into batches of two
     (the same code as batches of `batch_size`, checked at a size the probes fill)."""
+    with _MODEL_CALLS:
+        return _checked_forward(model, batch_size)
+
+
+def _checked_forward(model: Any, batch_size: int) -> Forward | None:
     try:
         checks = [([text], batch_size) for text in PROBES] + [(list(PROBES[:-1]), batch_size), (list(PROBES[:-1]), 2)]
         for texts, size in checks:
