@@ -112,6 +112,10 @@ async def health_report(runtime: Runtime, wait: float = 5.0) -> dict[str, Any]:
     embedder = service.embedder
     report["embedder"] = {"name": embedder.name, "dimension": embedder.dimension,
                           "loaded": bool(getattr(embedder, "loaded", True))}
+    model = getattr(embedder, "inner", embedder)  # a CoalescingEmbedder's model
+    if getattr(model, "loaded", False) and hasattr(model, "direct"):  # the local model (embeddings._direct_forward)
+        report["embedder"]["model_calls"] = ("its own forward pass" if model.direct
+                                             else "SentenceTransformer.encode (why: the log at start)")
     store = service.store
     started = time.perf_counter()
     try:
