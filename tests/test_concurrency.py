@@ -224,10 +224,10 @@ def test_a_caller_that_finds_the_model_idle_makes_the_call_in_its_own_thread() -
         results[n] = embedder.embed(["z" * n])
 
     callers = [threading.Thread(target=caller, args=(n,), name=f"caller-{n}") for n in range(1, 9)]
-    for caller in callers:
-        caller.start()
-    for caller in callers:
-        caller.join(timeout=30)
+    for thread in callers:
+        thread.start()
+    for thread in callers:
+        thread.join(timeout=30)
     assert results == {n: [[float(n), 1.0]] for n in range(1, 9)}
     assert most == 1
     assert inner.threads[0].startswith("caller-")  # the first caller found the model idle
