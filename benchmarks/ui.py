@@ -99,25 +99,25 @@ def sign_in(http: httpx.Client, token: str) -> None:
         raise RuntimeError(f"could not sign in to the web view: HTTP {signed.status_code}")
 
 
-def timed(http: httpx.Client, path: str) -> tuple[float, float]:
+def timed(http: httpx.Client, path: str) -> tuple[float, float | None]:
     """Seconds from request to last byte, and of those the seconds the page spent in `stats` (from
-    its Server-Timing header)."""
+    its Server-Timing header; None for a page that did not ask it)."""
     started = time.perf_counter()
     response = http.get(path)
     elapsed = time.perf_counter() - started
     if response.status_code != 200:
         raise RuntimeError(f"{path}: HTTP {response.status_code}: {response.text[:300]}")
     spent = re.search(r"stats;dur=([0-9.]+)", response.headers.get("server-timing", ""))
-    return elapsed, float(spent.group(1)) / 1000 if spent else 0.0
+    return elapsed, float(spent.group(1)) / 1000 if spent else None
 
 
-def page_loads(http: httpx.Client, path: str, first: tuple[float, float], loads: int,
+def page_loads(http: httpx.Client, path: str, first: tuple[float, float | None], loads: int,
                stats: list[float]) -> dict[str, Any]:
     """`loads` more loads after the `first`: their percentiles, and the same less the time each
-    spent in `stats` (appended to `stats`)."""
+    spent in `stats` (appended to `stats`; a `stats` of 0.000 ms counts too)."""
     times = [timed(http, path) for _ in range(loads)]
-    stats += [s for _, s in [first, *times] if s]
-    less = percentiles([t - s for t, s in times])
+    stats += [s for _, s in [first, *times] if s is not None]
+    less = percentiles([t - (s or 0.0) for t, s in times])
     return {"first_ms": round(first[0] * 1000, 2), **percentiles([t for t, _ in times]),
             "p50_less_stats_ms": less["p50_ms"], "p99_less_stats_ms": less["p99_ms"]}
 
