@@ -200,10 +200,11 @@ def _routing(r: dict[str, Any]) -> list[str]:
     if "error" in r:
         return ["## Routing", "", f"Not run: {r['error']}", ""]
     lines = ["## Routing", "",
-             "`route` on the routing questions with three sets of expert profiles: the community's (long "
-             "profiles and starter knowledge, `openagents_bridge/experts.py`) and two sets of plain profiles (one "
+             "`route` on the routing questions with four sets of expert profiles: the community's (long "
+             "profiles and starter knowledge, `openagents_bridge/experts.py`) and three sets of plain profiles (one "
              "sentence and 3-4 skills per expert, nothing else: `benchmarks/routing_texts.py`), the plain ones also "
-             "with questions read without the glossary (`mcp_memory_server/glossary.py`); the keyword matcher "
+             "without the glossary (`mcp_memory_server/glossary.py`: neither the question read with the "
+             "definitions of its names nor the knowledge a profile implies); the keyword matcher "
              "of the original write-up as a baseline. *tune*: the even lines, on which the routing parameters were "
              "chosen; *held_out*: the odd lines. Details in `routing.json`.", "",
              "| router | part | top-1 | any correct | both chosen | experts per question | precision | no answer |",

@@ -53,7 +53,7 @@ KEYWORDS: list[tuple[str, tuple[str, ...]]] = [
     ("devops", ("deployment", "docker", "kubernetes", "operations")),
 ]
 COMMUNITY_PROFILES = "community"  # openagents_bridge.experts: long profiles and starter knowledge
-NO_GLOSSARY = " without glossary"  # the same profiles, the question read without the glossary (the lift it gives)
+NO_GLOSSARY = " without glossary"  # the same profiles, no glossary: neither in the question nor implied by a profile
 PROFILE_SETS = (COMMUNITY_PROFILES, *PLAIN_PROFILES, *(f"{name}{NO_GLOSSARY}" for name in PLAIN_PROFILES))
 
 QUICK_QUESTIONS = 8
@@ -163,7 +163,8 @@ def run(out_dir: Path, quick: bool = False, *, questions: str | Path | None = No
     sets: dict[str, Any] = {}
     for name in profile_sets:
         base = name.removesuffix(NO_GLOSSARY)
-        reading = replace(policy or RoutingPolicy(), glossary_weight=0.0) if name != base else policy
+        reading = (replace(policy or RoutingPolicy(), glossary_weight=0.0, implied_fit=0.0) if name != base
+                   else policy)
         chosen, timings = anyio.run(route_all, [q.text for q in qs] + probes, embedder, reading, base)
         sets[name] = _judged(qs, chosen) | {"profiles": _profiles(base), **timings}
     result: dict[str, Any] = {

@@ -2,8 +2,10 @@
 was changed after seeing how `route` did on them).
 
 PLAIN_PROFILES: the three experts as a new user registers them, one sentence and 3-4 skills each:
-`plain` was written for this benchmark, `plain-study` for the routing study of issue 9; the two
-show how much the wording of short profiles alone moves the numbers.
+`plain` was written for this benchmark, `plain-study` for the routing study of issue 9, and
+`plain-terse` (skills of a word or two) when the knowledge a profile implies was added to `route`,
+before that change was run on any question; the three show how much the wording of short profiles
+alone moves the numbers.
 OFF_TOPIC: what nobody in the developer-support community should take. MORE_OFF_TOPIC: more of
 the same, from the study and from this benchmark, ending with near-misses that share a word with a
 domain (a pet python, a shipping container, a ship's helm, vector graphics, an index of a book).
@@ -35,6 +37,16 @@ PLAIN_PROFILES: dict[str, Profiles] = {
                    ["Milvus collections, indexes and search", "pymilvus", "Milvus Lite", "Zilliz Cloud"]),
         "devops": ("I handle infrastructure and deployment problems.",
                    ["Docker and Kubernetes", "Helm charts and ingress", "CI pipelines", "Prometheus and networking"]),
+    },
+    "plain-terse": {
+        "python": ("Answers questions about Python.",
+                   ["Python syntax, types and errors", "installing packages and managing environments",
+                    "testing and debugging", "web and data libraries"]),
+        "milvus": ("Helps people use the Milvus vector database.",
+                   ["storing and searching embeddings", "indexes and query performance", "pymilvus client",
+                    "deploying Milvus"]),
+        "devops": ("Looks after servers, containers and deployments.",
+                   ["Docker", "Kubernetes", "continuous integration", "cloud infrastructure and monitoring"]),
     },
 }
 

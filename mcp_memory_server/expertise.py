@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING
 
 import anyio
 import anyio.to_thread
+import numpy as np
 
-from . import glossary
+from . import glossary, glossary_vectors
 from . import validation as check
 from .access import Caller
 from .background import BACKGROUND
@@ -23,6 +24,7 @@ from .filters import MemoryFilter
 from .models import (
     ROUTE_K,
     ExpertProfile,
+    IndexedMemory,
     MemoryIn,
     RegisterExpertIn,
     RememberManyIn,
@@ -36,6 +38,8 @@ from .routing import (
     SKILL_KIND,
     RoutingPolicy,
     background_fit,
+    implied_by,
+    implied_knowledge,
     phrases,
     rank_experts,
     read_with,
@@ -54,6 +58,8 @@ class Expertise:
         self.policy = policy
         self._background: list[list[float]] = []
         self._glossary: glossary.Glossary | None = None
+        self._definitions: np.ndarray | None = None  # the glossary's definitions, one unit-length row each
+        self._implied: dict[tuple[str, ...], dict[str, np.ndarray]] = {}  # profile lines' ids -> implied_by
         self._embedding = anyio.Lock()  # one embedding of the background per process, not one per caller
 
     async def register(self, request: RegisterExpertIn, caller: Caller) -> ExpertProfile:
@@ -121,6 +127,7 @@ class Expertise:
             meaning = await service.embed([" ".join(definition for _, definition in notes)])
             vectors[0] = read_with(vectors[0], meaning[0], self.policy)
         background = await self._background_vectors()
+        implied = implied_knowledge(vectors[0], *(await self._implied_by(lines)))
         depth = min(16384, max(50, 20 * len(experts)))
         flt = MemoryFilter(communities=[name], agent_ids=experts, exclude_kinds=list(EXPERT_KINDS), live_at_ms=now)
         experience = await anyio.to_thread.run_sync(lambda: store.search_dense(flt, vectors[0], depth))
@@ -132,7 +139,7 @@ class Expertise:
                               phrase_hits=[(text, list(zip(records, row, strict=True)))
                                            for text, row in zip(parts, fits[1:], strict=True)],
                               experience_complete=len(experience) < depth,
-                              names=[name for name, _ in notes])
+                              names=[name for name, _ in notes], implied=implied)
         return Routed(experts=chosen, community=name)
 
     def glossary(self) -> glossary.Glossary:
@@ -140,6 +147,27 @@ class Expertise:
         if self._glossary is None:
             self._glossary = glossary.load(self.service.settings.memory_glossary)
         return self._glossary
+
+    async def _implied_by(self, lines: list[IndexedMemory]) -> tuple[np.ndarray, tuple[str, ...],
+                                                                    dict[str, np.ndarray]]:
+        """The definitions, their words, and which of them each expert's profile implies
+        (`routing.implied_by`), kept for the last few sets of profile lines."""
+        if not self.policy.implied_fit:
+            return np.zeros((0, 0), dtype=np.float32), (), {}
+        texts = self.glossary().meanings
+        async with self._embedding:
+            if self._definitions is None:
+                self._definitions = await glossary_vectors.vectors(texts, self.service.embedder.name,
+                                                                   self.service.embed)
+        definitions = self._definitions
+        key = tuple(m.record.id + m.record.agent_id for m in lines)
+        if key not in self._implied:
+            if len(self._implied) >= 8:
+                self._implied.pop(next(iter(self._implied)))
+            found = await anyio.to_thread.run_sync(lambda: implied_by(
+                definitions, [(m.record.agent_id, m.dense) for m in lines], self.policy))
+            self._implied[key] = found
+        return definitions, texts, self._implied[key]
 
     async def _background_vectors(self) -> list[list[float]]:
         """The background sentences' vectors, embedded at the first call."""

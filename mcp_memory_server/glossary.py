@@ -53,6 +53,7 @@ class Glossary:
 
     def __init__(self, entries: Mapping[str, str]) -> None:
         self.definitions: dict[tuple[str, ...], str] = {}
+        self.meanings: tuple[str, ...] = tuple(sorted(set(entries.values())))  # every definition, once
         self.exact: dict[tuple[str, ...], tuple[str, ...]] = {}  # names that match only as written
         for name, definition in entries.items():
             words = key(name.removeprefix("="))

@@ -9,7 +9,11 @@ into a decision:
   vector of the glossary's definitions of the names it contains, `glossary.py`), so that
   "ImagePullBackOff" fits a profile that says "deployment problems";
 - an expert's score blends its best-fitting profile or skill (`profile`) with its memory
-  closest to the question (`experience`: knowledge it loaded, answers it gave);
+  closest to the question (`experience`: knowledge it loaded, answers it gave). An expert with no
+  memories yet is judged on what its profile implies (`implied_knowledge`): the glossary's
+  definitions that fit one of its lines closely ("Milvus collections, indexes and search" implies
+  those of Milvus partitions, HNSW or `create_index`), so one sentence and a few skills are read
+  as more than their few words;
 - no expert is chosen when the best score is below the question's fit to the nearest sentence
   of `background.BACKGROUND` (the question is nobody's business: better no answer than a guess).
   Both sides are cosines of one embedder on one question, so the test scales with the profiles:
@@ -25,7 +29,7 @@ into a decision:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -52,9 +56,10 @@ class RoutingPolicy:
     phrase_words: int = 4  # ... when a phrase of this many words of the question (overlapping by half)
     phrase_min: float = 0.30  # fits its profile or a skill at least this well
     phrase_margin: float = 0.05  # and by this much better than any other expert's,
-    second_floor: float = 0.25  # provided its own score is at least this
+    second_floor: float = 0.35  # provided its own score is at least this
     max_phrases: int = 32  # longer questions are sampled with a wider step
     glossary_weight: float = 0.5  # of the glossary's definitions of the names in a question (`read_with`; 0: off)
+    implied_fit: float = 0.30  # a definition fitting a profile or skill line this well is implied knowledge (0: off)
 
 
 def phrases(question: str, policy: RoutingPolicy | None = None) -> list[str]:
@@ -83,6 +88,36 @@ def read_with(question: Sequence[float], meaning: Sequence[float], policy: Routi
     return [float(x) for x in v / max(float(np.linalg.norm(v)), 1e-12)]
 
 
+def implied_knowledge(question: Sequence[float], definitions: np.ndarray, texts: Sequence[str],
+                      implied: Mapping[str, np.ndarray]) -> dict[str, tuple[str, float]]:
+    """For each expert, the definition closest to the question among those its profile implies:
+    (definition, cosine similarity). `definitions`: the glossary's definitions as unit-length rows,
+    `texts` their words; `implied`: expert -> indices of its implied definitions (`implied_by`)."""
+    if not len(definitions):
+        return {}
+    q = np.asarray(question, dtype=np.float32)
+    fits = definitions @ (q / max(float(np.linalg.norm(q)), 1e-12))
+    found: dict[str, tuple[str, float]] = {}
+    for agent, rows in implied.items():
+        if len(rows):
+            best = int(rows[int(np.argmax(fits[rows]))])
+            found[agent] = (texts[best], float(fits[best]))
+    return found
+
+
+def implied_by(definitions: np.ndarray, lines: Sequence[tuple[str, Sequence[float]]],
+               policy: RoutingPolicy) -> dict[str, np.ndarray]:
+    """expert -> the indices of the definitions (unit-length rows) that fit one of its profile or
+    skill lines (agent, vector) at least `policy.implied_fit`: the knowledge its profile implies."""
+    if not policy.implied_fit or not len(definitions) or not lines:
+        return {}
+    m = np.asarray([v for _, v in lines], dtype=np.float32)
+    m /= np.maximum(np.linalg.norm(m, axis=1, keepdims=True), 1e-12)
+    close = (definitions @ m.T) >= policy.implied_fit  # definitions x lines
+    owners = np.asarray([agent for agent, _ in lines])
+    return {agent: np.flatnonzero(close[:, owners == agent].any(axis=1)) for agent in sorted(set(owners.tolist()))}
+
+
 def background_fit(question: Sequence[float], background: Sequence[Sequence[float]]) -> float:
     """The question's cosine with the nearest sentence of the background: the score an expert
     must reach to be chosen."""
@@ -106,6 +141,7 @@ class _Evidence:
     profile: list[tuple[MemoryRecord, float]] = field(default_factory=list)
     experience: list[tuple[MemoryRecord, float]] = field(default_factory=list)
     phrase: tuple[str, MemoryRecord, float] | None = None  # the phrase that is clearly its business
+    implied: tuple[str, float] | None = None  # the closest definition its profile implies, if it counted
     score: float = 0.0
 
 
@@ -120,6 +156,7 @@ def rank_experts(
     phrase_hits: Sequence[tuple[str, Sequence[tuple[MemoryRecord, float]]]] = (),
     experience_complete: bool = True,
     names: Sequence[str] = (),
+    implied: Mapping[str, tuple[str, float]] | None = None,
 ) -> list[ExpertMatch]:
     """The up-to-k experts best placed to answer, best first; empty when none is confident.
 
@@ -131,7 +168,9 @@ def rank_experts(
     `experience_complete` says whether `experience_hits` holds every memory of the experts (a
     search shorter than its limit): if not, an expert absent from it has memories, all less
     similar than the last hit. `names`: the technical names the question was read with (the
-    glossary's), told in each reason.
+    glossary's), told in each reason. `implied`: per expert, the definition closest to the question
+    among those its profile implies (`implied_knowledge`): the experience of an expert that has no
+    memories.
     """
     policy = policy or RoutingPolicy()
     evidence: dict[str, _Evidence] = {e: _Evidence() for e in experts}
@@ -143,6 +182,9 @@ def rank_experts(
         floor = sim if floor is None else min(floor, sim)
         if record.agent_id in evidence:
             evidence[record.agent_id].experience.append((record, sim))
+    for agent, found in (implied or {}).items():
+        if agent in evidence:
+            evidence[agent].implied = found
     for text, hits in phrase_hits:
         owner = _phrase_owner(hits, evidence, policy)
         if owner is not None:
@@ -156,12 +198,13 @@ def rank_experts(
         ev.experience.sort(key=lambda h: -h[1])
         profile = ev.profile[0][1] if ev.profile else 0.0
         top = [s for _, s in ev.experience[: policy.experience_top]]
+        if not top and not experience_complete and floor is not None:
+            top = [floor]  # it has memories, none as close as the ones found
         if top:
-            experience = sum(top) / len(top)
-        elif not experience_complete and floor is not None:
-            experience = floor  # it has memories, none as close as the ones found
-        else:
-            experience = profile  # no memories yet: judged on its profile alone
+            ev.implied = None  # its own memories are its experience
+        elif ev.implied is not None:
+            top = [ev.implied[1]]  # no memories yet: judged on what its profile implies, ...
+        experience = sum(top) / len(top) if top else profile  # ... or on its profile alone
         ev.score = policy.profile_weight * profile + (1 - policy.profile_weight) * experience
 
     ranked = sorted(evidence.items(), key=lambda item: -item[1].score)
@@ -206,6 +249,9 @@ def _match(agent: str, ev: _Evidence, *, reason_phrase: bool, names: Sequence[st
         record, sim = ev.experience[0]
         parts.append(f"own {record.kind} '{_short(record.content, 50)}' is close ({sim:.2f})")
         ids += [r.id for r, _ in ev.experience[:3]]
+    if ev.implied is not None:
+        text, sim = ev.implied
+        parts.append(f"its profile implies '{_short(text, 50)}', which is close ({sim:.2f})")
     if reason_phrase and ev.phrase is not None:
         text, record, sim = ev.phrase
         parts.append(f"the words '{_short(text, 40)}' fit '{_short(record.content, 40)}' ({sim:.2f})")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pytest
 from mcp import ClientSession
 
@@ -14,6 +15,8 @@ from mcp_memory_server.routing import (
     SKILL_KIND,
     RoutingPolicy,
     background_fit,
+    implied_by,
+    implied_knowledge,
     phrases,
     rank_experts,
 )
@@ -131,8 +134,8 @@ def test_a_second_expert_joins_when_a_phrase_of_the_question_is_clearly_its_busi
     py = record("py", PROFILE_KIND, "Python developer")
     ops = record("ops", PROFILE_KIND, "Operations engineer")
     k8s = record("ops", SKILL_KIND, "Kubernetes pods and deployments")
-    profile_hits = [(py, 0.55), (ops, 0.30), (k8s, 0.32)]
-    experience_hits = [(record("py", "knowledge", "a"), 0.55), (record("ops", "knowledge", "b"), 0.30)]
+    profile_hits = [(py, 0.55), (ops, 0.40), (k8s, 0.42)]  # ops: 0.41 over all, not close to py's 0.55
+    experience_hits = [(record("py", "knowledge", "a"), 0.55), (record("ops", "knowledge", "b"), 0.40)]
     policy = RoutingPolicy()
     clear = [("FastAPI service gets killed", [(py, 0.50), (ops, 0.20)]),
              ("in its Kubernetes pod", [(k8s, policy.phrase_min + 0.1), (py, policy.phrase_min)])]
@@ -194,3 +197,31 @@ def test_an_expert_missing_from_a_truncated_experience_search_is_not_judged_on_i
     complete = rank_experts(["a", "b"], [(a, 0.40), (b, 0.60)], experience, 1, background=0.0,
                             experience_complete=True)
     assert [m.agent_id for m in complete] == ["b"]
+
+
+def test_an_expert_without_memories_is_judged_on_the_definitions_its_profile_implies() -> None:
+    pods, frames = "Kubernetes pod restarts and crash loops.", "pandas DataFrame indexing and joins."
+    definitions = np.asarray([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], dtype=np.float32)
+    ops, py = record("ops", SKILL_KIND, "containers"), record("py", SKILL_KIND, "data work")
+    implied = implied_by(definitions, [("ops", [0.8, 0.2, 0.1]), ("py", [0.1, 0.9, 0.2]), ("py", [0.0, 0.2, 0.9])],
+                         RoutingPolicy())
+    assert {agent: rows.tolist() for agent, rows in implied.items()} == {"ops": [0], "py": [1]}
+    assert implied_by(definitions, [("ops", [0.8, 0.2, 0.1])], RoutingPolicy(implied_fit=0.0)) == {}
+
+    question = [0.9, 0.1, 0.2]  # about pods, in words that fit neither profile line
+    found = implied_knowledge(question, definitions, [pods, frames], implied)
+    assert found["ops"][0] == pods and found["ops"][1] == pytest.approx(0.97, abs=0.01)
+    assert found["py"][0] == frames and found["py"][1] == pytest.approx(0.11, abs=0.01)
+    weak = [(ops, 0.10), (py, 0.12)]  # the profiles alone: py first, and both below the background
+    assert rank_experts(["ops", "py"], weak, [], 3, background=0.15) == []
+    chosen = rank_experts(["ops", "py"], weak, [], 3, background=0.15, implied=found)
+    assert [m.agent_id for m in chosen] == ["ops"]
+    assert chosen[0].score == pytest.approx(0.6 * 0.10 + 0.4 * found["ops"][1], abs=1e-4)
+    assert f"its profile implies '{pods}'" in chosen[0].reason
+
+    # an expert with memories of its own is judged on them, not on what its profile implies
+    own = [(record("ops", "knowledge", "an unrelated note"), 0.05)]
+    ranked = {m.agent_id: m for m in rank_experts(["ops", "py"], weak, own, 3, background=0.0, implied=found)}
+    assert ranked["ops"].score == pytest.approx(0.6 * 0.10 + 0.4 * 0.05, abs=1e-4)
+    assert "implies" not in ranked["ops"].reason and "an unrelated note" in ranked["ops"].reason
+    assert f"its profile implies '{frames}'" in ranked["py"].reason  # py has none: its implied knowledge counts

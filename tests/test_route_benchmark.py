@@ -29,8 +29,8 @@ def test_quick_routing_benchmark_writes_every_metric_for_each_profile_set_and_th
 
     written = json.loads((tmp_path / "out" / "routing.json").read_text())
     assert written == json.loads(json.dumps(result))
-    assert list(written["sets"]) == ["community", "plain", "plain-study", "plain without glossary",
-                                     "plain-study without glossary"]
+    assert list(written["sets"]) == ["community", "plain", "plain-study", "plain-terse", "plain without glossary",
+                                     "plain-study without glossary", "plain-terse without glossary"]
     for name, parts in [*((n, s["route"]) for n, s in written["sets"].items()),
                         ("keyword_baseline", written["keyword_baseline"])]:
         assert set(parts) == {"tune", "held_out", "all"}

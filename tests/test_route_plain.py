@@ -67,6 +67,47 @@ async def test_one_sentence_profiles_route_jargon_questions_to_the_right_expert_
     assert right >= 7, chosen
 
 
+TERSE = {  # a few words per skill: the profile alone names almost nothing a question says
+    "py_expert": ("I answer Python questions.", ["the language and its standard library", "packaging",
+                                                 "web frameworks"]),
+    "vector_expert": ("I know the Milvus vector database.", ["collections and indexes", "search", "pymilvus"]),
+    "ops_expert": ("I run our infrastructure.", ["containers", "Kubernetes", "CI"]),
+}
+GENERIC = [  # questions in everyday words, no name of a tool
+    ("How many shards should a collection have for fifty million rows?", "vector_expert"),
+    ("Loading the collection into memory never finishes", "vector_expert"),
+    ("Search returns fewer results than the limit I asked for", "vector_expert"),
+    ("Which metric should I pick for normalized sentence embeddings?", "vector_expert"),
+    ("Deleting by primary key does not free any disk space", "vector_expert"),
+    ("My generator is consumed after the first loop, why?", "py_expert"),
+    ("The wheel builds locally but the upload is rejected as invalid metadata", "py_expert"),
+    ("Mutable default argument keeps its value between calls", "py_expert"),
+    ("The lock file and the installed versions disagree after an install", "py_expert"),
+    ("The job runner never picks up the pipeline", "ops_expert"),
+    ("Pods cannot resolve the database hostname", "ops_expert"),
+    ("The image is 3 GB, how do I make it smaller?", "ops_expert"),
+    ("Alerts fire every night at the same time for no reason", "ops_expert"),
+    ("The certificate on the load balancer expired over the weekend", "ops_expert"),
+]
+
+
+async def test_terse_profiles_route_generic_questions_by_the_knowledge_the_profiles_imply(
+        client: ClientSession) -> None:
+    for agent_id, (description, skills) in TERSE.items():
+        await call(client, "register_expert", agent_id=agent_id, description=description, skills=skills,
+                   community="terse")
+    routed = {question: await call(client, "route", question=question, community="terse")
+              for question, _ in GENERIC}
+    chosen = {q: r["experts"][0]["agent_id"] if r["experts"] else None for q, r in routed.items()}
+    wrong = {q: c for q, want in GENERIC if (c := chosen[q]) not in (None, want)}
+    assert not wrong, wrong
+    # measured: 12 of 14 (the generator and the certificate get no expert); judged on the profiles
+    # alone (implied_fit=0), 6 of 14, the other eight fitting an everyday sentence better
+    assert sum(chosen[q] == want for q, want in GENERIC) >= 12, chosen
+    reasons = [r["experts"][0]["reason"] for r in routed.values() if r["experts"]]
+    assert any("its profile implies '" in reason for reason in reasons), reasons
+
+
 async def test_questions_nobody_should_take_get_no_expert_even_when_they_share_a_word_with_a_profile(
         client: ClientSession) -> None:
     await register_plain(client)
