@@ -60,7 +60,7 @@ class Expertise:
         self._glossary: glossary.Glossary | None = None
         self._definitions: np.ndarray | None = None  # the glossary's definitions, one unit-length row each
         self._implied: dict[tuple[str, ...], dict[str, np.ndarray]] = {}  # profile lines' ids -> implied_by
-        self._embedding = anyio.Lock()  # one embedding of the background per process, not one per caller
+        self._embedding = anyio.Lock()  # background and definitions embedded once per process, not per caller
 
     async def register(self, request: RegisterExpertIn, caller: Caller) -> ExpertProfile:
         """Store (or replace) an expert's profile: one memory for the description and one per
