@@ -127,10 +127,12 @@ class Expertise:
             meaning = await service.embed([" ".join(definition for _, definition in notes)])
             vectors[0] = read_with(vectors[0], meaning[0], self.policy)
         background = await self._background_vectors()
-        implied = implied_knowledge(vectors[0], *(await self._implied_by(lines)))
         depth = min(16384, max(50, 20 * len(experts)))
         flt = MemoryFilter(communities=[name], agent_ids=experts, exclude_kinds=list(EXPERT_KINDS), live_at_ms=now)
         experience = await anyio.to_thread.run_sync(lambda: store.search_dense(flt, vectors[0], depth))
+        # only an expert without memories is judged on what its profile implies (rank_experts)
+        bare = set(experts) - {record.agent_id for record, _ in experience}
+        implied = implied_knowledge(vectors[0], *(await self._implied_by(lines))) if bare else {}
         # profile and skill lines are few: compare every one with the question and its phrases here
         fits = similarities(vectors, [m.dense for m in lines])
         records = [m.record for m in lines]

@@ -29,10 +29,9 @@ TOLERANCE = 1e-4  # largest difference of a component between the file and this 
 CHUNK = 64  # definitions per embedding call
 
 
-def shipped(embedder: str, path: Path | None = None) -> dict[str, np.ndarray]:
+def shipped(embedder: str) -> dict[str, np.ndarray]:
     """definition -> vector from the shipped file, or nothing when it was made with another embedder."""
-    source = path or resources.files(__package__).joinpath(FILE)
-    with source.open("rb") as f, np.load(f, allow_pickle=False) as data:
+    with resources.files(__package__).joinpath(FILE).open("rb") as f, np.load(f, allow_pickle=False) as data:
         if str(data["embedder"]) != embedder:
             return {}
         return dict(zip((str(t) for t in data["texts"]), data["vectors"], strict=True))
@@ -70,7 +69,7 @@ async def vectors(texts: Sequence[str], embedder: str,
 def build(path: Path) -> int:
     """Write the shipped definitions' vectors under the local model to `path`; their number."""
     embedder = LocalEmbedder()
-    texts = sorted(set(glossary.shipped().values()))
+    texts = glossary.load().meanings  # the shipped glossary's
     rows = np.asarray([v for start in range(0, len(texts), CHUNK)
                        for v in embedder.embed(texts[start:start + CHUNK])], dtype=np.float32)
     with path.open("wb") as f:

@@ -111,9 +111,7 @@ def implied_by(definitions: np.ndarray, lines: Sequence[tuple[str, Sequence[floa
     skill lines (agent, vector) at least `policy.implied_fit`: the knowledge its profile implies."""
     if not policy.implied_fit or not len(definitions) or not lines:
         return {}
-    m = np.asarray([v for _, v in lines], dtype=np.float32)
-    m /= np.maximum(np.linalg.norm(m, axis=1, keepdims=True), 1e-12)
-    close = (definitions @ m.T) >= policy.implied_fit  # definitions x lines
+    close = cosines(definitions, [v for _, v in lines]) >= policy.implied_fit  # definitions x lines
     owners = np.asarray([agent for agent, _ in lines])
     return {agent: np.flatnonzero(close[:, owners == agent].any(axis=1)) for agent in sorted(set(owners.tolist()))}
 
@@ -129,11 +127,20 @@ def similarities(queries: Sequence[Sequence[float]], lines: Sequence[Sequence[fl
     """Cosine similarity of every query vector with every line vector: one row per query."""
     if not queries or not lines:
         return [[] for _ in queries]
-    q = np.asarray(queries, dtype=np.float32)
-    m = np.asarray(lines, dtype=np.float32)
+    rows: list[list[float]] = cosines(queries, lines).tolist()
+    return rows
+
+
+def cosines(queries: Sequence[Sequence[float]] | np.ndarray, lines: Sequence[Sequence[float]] | np.ndarray
+            ) -> np.ndarray:
+    """Cosine similarity of every query vector with every line vector, as a queries x lines array
+    (neither argument is changed)."""
+    q = np.array(queries, dtype=np.float32)
+    m = np.array(lines, dtype=np.float32)
     q /= np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
     m /= np.maximum(np.linalg.norm(m, axis=1, keepdims=True), 1e-12)
-    return [[float(x) for x in row] for row in q @ m.T]
+    product: np.ndarray = q @ m.T
+    return product
 
 
 @dataclass
