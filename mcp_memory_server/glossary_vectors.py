@@ -4,9 +4,10 @@
 Embedding the ~1,340 shipped definitions takes ~10 s of a CPU core with the local model, so their
 vectors under the default model ship with the package (`glossary_vectors.npz`, written by
 `python -m mcp_memory_server.glossary_vectors` after any change to `glossary.tsv`; a test fails
-until it is). A process reads them at its first `route`, re-embeds a few to check that its model
-gives the same vectors, and embeds only what the file lacks: MEMORY_GLOSSARY's definitions, or every
-definition under another embedder (an OpenAI model: once per process).
+until it is). A process reads them at its first `route` with an expert that has no memories,
+re-embeds a few to check that its model gives the same vectors, and embeds only what the file lacks:
+MEMORY_GLOSSARY's definitions, or every definition under another embedder (an OpenAI model: once per
+process).
 """
 
 from __future__ import annotations
