@@ -19,6 +19,7 @@ Only `store.py` and `collection.py` use this module.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import inspect
 import itertools
@@ -26,7 +27,7 @@ import json
 import os
 import threading
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 import grpc
@@ -228,13 +229,16 @@ class LiteDatabase:
 
     def search(self, collection: str, data: Any, anns_field: str, *, limit: int, expr: str,
                output_fields: Sequence[str], search_params: dict[str, Any],
-               partition_names: Sequence[str] | None) -> list[dict[str, Any]]:
+               partition_names: Sequence[str] | None, raw: Collection[str] = ()) -> list[dict[str, Any]]:
         """The hits of one query, as pymilvus' `MilvusClient.search` returns them through Lite's
         servicer ({"id", "distance", "entity"}, vectors as lists and dicts, JSON parsed, distances
         rounded to float32), from Lite's engine directly: what the servicer's `Search` does around
         `Collection.search` for a plain search, without the protobuf the servicer encodes and pymilvus
         decodes (~3 ms of the ~5 ms of a hybrid recall's two searches at 1k memories, issue 10).
-        Only while `search_refused()` is None. Raises pymilvus' MilvusException, as the client would."""
+        Only while `search_refused()` is None. Raises pymilvus' MilvusException, as the client would.
+        The fields named in `raw` are left as Lite gives them (a dense vector: a list of floats, to
+        read only; a sparse one: its bytes, which `_sparse` decodes; JSON: its text), for a caller
+        that reads few of them."""
         from milvus_lite.adapter.grpc.errors import to_status_kwargs
         from pymilvus import MilvusException
 
@@ -263,7 +267,7 @@ class LiteDatabase:
         out = []
         for hit in hits:
             entity = dict(hit["entity"])  # a copy: a row still in the memtable may be Lite's own dict
-            for name in decode.keys() & entity.keys():
+            for name in decode.keys() & entity.keys() - set(raw):
                 entity[name] = decode[name](entity[name])
             if with_pk:
                 entity[pk] = hit["id"]
@@ -328,6 +332,7 @@ def is_locked_elsewhere(exc: BaseException) -> bool:
     return isinstance(exc, DataDirLockedError)
 
 
+@functools.lru_cache(maxsize=4096)  # a hash per search otherwise
 def lite_bucket(community: str, buckets: int) -> int:
     """The bucket Milvus Lite routes a partition-key value to (milvus_lite/engine/collection.py,
     `_insert_with_partition_key`). tests/test_store_lite_pruning.py fails if Lite changes it."""

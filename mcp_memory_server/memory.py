@@ -137,6 +137,8 @@ class Runtime:
 
     async def memory(self) -> Memory:
         """The memory, once open. Raises the error that kept it from opening."""
+        if self._memory is not None and self._error is None:  # open: no wait (every call asks)
+            return self._memory
         with anyio.move_on_after(self._ready_timeout):
             await self._ready.wait()
         if self._error is not None:
@@ -321,18 +323,19 @@ class InFlight:
 
     def __init__(self) -> None:
         self.count = 0
-        self._idle = anyio.Event()
-        self._idle.set()
+        self._idle: anyio.Event | None = None  # made only while someone waits (not per call)
 
     def __enter__(self) -> None:
-        if self.count == 0:
-            self._idle = anyio.Event()
         self.count += 1
 
     def __exit__(self, *exc: object) -> None:
         self.count -= 1
-        if self.count == 0:
+        if self.count == 0 and self._idle is not None:
             self._idle.set()
+            self._idle = None
 
     async def idle(self) -> None:
-        await self._idle.wait()
+        while self.count:
+            if self._idle is None:
+                self._idle = anyio.Event()
+            await self._idle.wait()

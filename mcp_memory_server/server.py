@@ -15,13 +15,16 @@ recall); output schemas declare JSON Schema draft-07, whose metaschema check the
 field as `type: [T, "null"]` rather than an `anyOf` (the client's check of a 10-hit recall: ~1.8 ms,
 not ~2.9). Streamable HTTP answers with SSE streams (not `json_response`: the SDK would drop every
 notification of a call answered as JSON, progress included); the hub turns the stream of a call
-that asked for no progress and holds only its answer into a plain JSON body (hub/replies.py).
+that asked for no progress and holds only its answer into a plain JSON body (hub/replies.py), and
+answers a quick call of a session it knows without the SDK's session machinery (hub/direct.py,
+which learns the sessions from `MemoryMCP.sessions`).
 """
 
 from __future__ import annotations
 
 import inspect
 import json
+import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -29,10 +32,14 @@ from typing import Annotated, Any
 from mcp.server.fastmcp import Context, FastMCP
 from mcp.server.fastmcp.exceptions import ToolError
 from mcp.server.fastmcp.tools import Tool
+from mcp.server.session import ServerSession
+from mcp.server.streamable_http import MCP_SESSION_ID_HEADER
 from mcp.server.transport_security import TransportSecuritySettings
+from mcp.shared.context import RequestContext
 from mcp.types import CallToolResult, ContentBlock, TextContent, ToolAnnotations
 from mcp.types import Tool as ListedTool
 from pydantic import BaseModel, ValidationError
+from starlette.requests import Request
 
 from . import __version__
 from . import validation as check
@@ -188,6 +195,32 @@ def progress_of(ctx: Context[Any, Any, Any]) -> Progress | None:
     return send
 
 
+class Sessions:
+    """The streamable-HTTP sessions this server has answered a request of: session id -> the SDK's
+    `ServerSession` and its lifespan context. Held weakly: a session whose server task ended is gone."""
+
+    def __init__(self) -> None:
+        self._by_id: weakref.WeakValueDictionary[str, ServerSession] = weakref.WeakValueDictionary()
+        self._lifespan: weakref.WeakKeyDictionary[ServerSession, Any] = weakref.WeakKeyDictionary()
+
+    def note(self, context: RequestContext[Any, Any, Any] | None) -> None:
+        """Learns the session of a request that came the SDK's way (a no-op outside HTTP)."""
+        request = getattr(context, "request", None)
+        session = getattr(context, "session", None)
+        if context is None or not isinstance(request, Request) or not isinstance(session, ServerSession):
+            return
+        session_id = request.headers.get(MCP_SESSION_ID_HEADER)
+        if session_id and self._by_id.get(session_id) is not session:
+            self._by_id[session_id] = session
+            self._lifespan[session] = context.lifespan_context
+
+    def get(self, session_id: str) -> tuple[ServerSession, Any] | None:
+        session = self._by_id.get(session_id)
+        if session is None:
+            return None
+        return session, self._lifespan.get(session)
+
+
 class MemoryMCP(FastMCP):
     """FastMCP that names this package's version in `serverInfo` (FastMCP would name the MCP SDK's),
     refuses arguments a tool does not take (FastMCP drops them silently), and turns every refusal
@@ -198,15 +231,24 @@ class MemoryMCP(FastMCP):
         super().__init__(*args, **kwargs)
         self._mcp_server.version = __version__  # FastMCP has no parameter for it
         self.arguments: dict[str, list[str]] = {}  # tool name -> the arguments it takes
+        self.sessions = Sessions()  # for hub/direct.py
 
     async def list_tools(self) -> list[ListedTool]:
+        self.sessions.note(self._request_context())
         tools = await super().list_tools()
         for tool in tools:
             if tool.outputSchema is not None:
                 tool.outputSchema = {"$schema": OUTPUT_SCHEMA_DIALECT, **nullable_as_type_list(tool.outputSchema)}
         return tools
 
+    def _request_context(self) -> RequestContext[Any, Any, Any] | None:
+        try:
+            return self._mcp_server.request_context
+        except LookupError:
+            return None
+
     async def call_tool(self, name: str, arguments: dict[str, Any]) -> Sequence[ContentBlock] | dict[str, Any]:
+        self.sessions.note(self._request_context())
         try:
             refused = request_state(self.get_context()).get(REFUSED_STATE_KEY)
             if isinstance(refused, MemoryServerError):  # over the token's rate limit (counted in hub/auth.py)

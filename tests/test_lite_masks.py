@@ -19,9 +19,10 @@ from milvus_lite.storage.delta_index import DeltaIndex
 
 from mcp_memory_server import lite_masks
 from mcp_memory_server.filters import MemoryFilter
+from mcp_memory_server.lite import lite_bucket, lite_partition_buckets
 from mcp_memory_server.keywords import KeywordStats, query_sparse
 from mcp_memory_server.milvus import FIELDS, SPARSE_SEARCH
-from mcp_memory_server.store import MemoryStore
+from mcp_memory_server.store import MemoryStore, _row
 from tests.lite_history import COMMUNITIES, DIMENSION, WORDS, candidates, memory, open_store, random_history
 
 
@@ -159,3 +160,74 @@ def test_the_projection_of_a_returned_row_is_lites(tmp_path: Path, dynamic: bool
                 assert list(ours) == list(project_record(dict(record), schema, plan))  # same order of keys
             fast += kind == "search" and not (plan.include_all_dynamic or plan.explicit_dynamic_fields)
     assert fast >= (7 if not dynamic else 3)  # plans that take the short way (the others are Lite's own)
+
+
+class _EmptyOnce(dict):  # type: ignore[type-arg]
+    """A memtable's key index that looks empty to the first test of it (rows that arrive between the
+    dense search's look at the memtable and its snapshot)."""
+
+    looked = False
+
+    def __len__(self) -> int:
+        if not self.looked:
+            self.looked = True
+            return 0
+        return super().__len__()
+
+
+def test_rows_that_reach_the_memtable_during_a_search_are_still_filtered(tmp_path: Path) -> None:
+    # A dense search takes the memtable's rows as a table (for the filter) only when it holds rows.
+    store = open_store(tmp_path / "race.db")
+    try:
+        rng = random.Random(5)
+        flushed = [memory(rng, "team-1", i) for i in range(20)]
+        store.insert(flushed)
+        buckets = lite_partition_buckets(set(store.client.list_partitions(store.collection)))
+        assert buckets is not None
+        twin = next(c for c in (f"team-{n}" for n in range(2, 500))  # a community in team-1's bucket
+                    if lite_bucket(c, buckets[1]) == lite_bucket("team-1", buckets[1]))
+        pending = [memory(rng, community, 100 + i) for i, community in enumerate(["team-1", twin] * 5)]
+        store.client.insert(store.collection, [_row(m) for m in pending])  # left in the memtable
+        memtable = store.lite._db.get_collection(store.collection)._memtable
+        flt = MemoryFilter(communities=["team-1"])
+        expected = {m.record.id for m in flushed + pending if m.record.community == "team-1"}
+        assert {r.id for r, _ in store.search_dense(flt, flushed[0].dense, 100)} == expected
+        memtable._pk_index = _EmptyOnce(memtable._pk_index)
+        assert {r.id for r, _ in store.search_dense(flt, flushed[0].dense, 100)} == expected
+        assert memtable._pk_index.looked
+    finally:
+        store.close()
+
+
+def test_a_segments_filter_mask_is_computed_once_per_filter(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from milvus_lite.search import indexed_filter
+
+    store = open_store(tmp_path / "masks-kept.db")
+    try:
+        rng = random.Random(9)
+        rows = [memory(rng, "team-1", i) for i in range(50)]
+        store.insert(rows)
+        stats = KeywordStats()
+        for m in rows:
+            stats.add(m.sparse, m.kw_len)
+        weights = query_sparse(" ".join(WORDS[:5]), stats)
+        evaluated: list[str] = []
+        evaluate = indexed_filter.evaluate_segment_filter
+
+        def spy(seg: Any, compiled: Any, plan: Any) -> Any:
+            evaluated.append(compiled.source)
+            return evaluate(seg, compiled, plan)
+
+        monkeypatch.setattr(indexed_filter, "evaluate_segment_filter", spy)
+        flt = MemoryFilter(communities=["team-1"], kinds=["note"])
+        first = candidates(store.candidates(flt, rows[0].dense, weights, 20))
+        assert candidates(store.candidates(flt, rows[0].dense, weights, 20)) == first
+        assert evaluated == [flt.expression()]  # once, for the dense and the keyword search of both calls
+        other = MemoryFilter(communities=["team-1"], kinds=["answer"])
+        assert store.candidates(other, rows[0].dense, weights, 20) == []
+        assert evaluated == [flt.expression(), other.expression()]
+        store.insert([memory(rng, "team-1", 100)])  # a new segment: its own mask, the old one kept
+        assert len(store.candidates(flt, rows[0].dense, weights, 60)) == 51
+        assert evaluated[2:] == [flt.expression()]
+    finally:
+        store.close()

@@ -89,3 +89,38 @@ async def test_stats_and_search_follow_the_collections_index_not_the_setting(tmp
         assert (await call(session, "stats"))["index_type"] == "FLAT"
         assert again.service is not None and again.service.store.index_type == "FLAT"  # what search_params uses
         assert (await call(session, "recall", query="exact index"))["hits"]
+
+
+def test_a_search_leaves_out_a_memory_that_expired_within_the_second_its_filter_is_written_for(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A search's filter holds its time rounded down to the second (MemoryFilter.loose_live), so that
+    # Milvus compiles one text a second; a memory that expired since that second began is found by it,
+    # and the search is made again with the exact time.
+    store = MemoryStore(str(tmp_path / "loose.db"), "c", 4, index_type="FLAT")
+    store.open()
+    try:
+        expires = 1_800_000_000_500  # half a second into its second
+        rows = [MemoryRecord("gone", "freeze starts friday", "c1", "note", [], "x", 1, "h1", {}, expires_at=expires),
+                MemoryRecord("kept", "freeze starts monday", "c1", "note", [], "x", 1, "h2", {}),
+                MemoryRecord("later", "freeze starts sunday", "c1", "note", [], "x", 1, "h3", {},
+                             expires_at=expires + 1000)]
+        store.insert([indexed(r, v) for r, v in zip(rows, ([1.0, 0, 0, 0], [0.9, 0.1, 0, 0], [0.8, 0.2, 0, 0]),
+                                                    strict=True)])
+        exprs: list[str] = []
+        searched = MemoryStore._search_expr
+
+        def spy(self: MemoryStore, flt: MemoryFilter, expr: str, *args: Any) -> Any:
+            exprs.append(expr)
+            return searched(self, flt, expr, *args)
+
+        monkeypatch.setattr(MemoryStore, "_search_expr", spy)
+        for live_at, ids, searches in [(expires - 100, ["gone", "kept", "later"], 1),  # not expired yet
+                                       (expires + 100, ["kept", "later"], 2),  # expired 0.1 s ago: searched again
+                                       (expires + 600, ["kept", "later"], 1)]:  # the next second: left out at once
+            exprs.clear()
+            flt = MemoryFilter(communities=["c1"], live_at_ms=live_at)
+            assert [r.id for r, _ in store.search_dense(flt, [1.0, 0, 0, 0], 10)] == ids
+            assert exprs == [flt.expression(live_at - live_at % 1000), flt.expression()][:searches]
+            assert [r.id for r, _, _ in store.candidates(flt, [1.0, 0, 0, 0], {}, 10)] == ids
+    finally:
+        store.close()

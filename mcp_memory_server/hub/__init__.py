@@ -3,6 +3,8 @@
     serve.py    `mcp-memory-server serve --transport streamable-http | sse`: uvicorn, advert, shutdown
     app.py      the ASGI app: /mcp (streamable HTTP), /sse + /messages/ (SSE), /health, /ui,
                 /.well-known/ (no OAuth)
+    replies.py  a call that asks for no progress answered as plain JSON
+    direct.py   a quick tool call of a known session answered without the SDK's session machinery
     ui/         the web view at /ui: pages, sessions, its Host / Origin guard
     auth.py     who may call it, from where, with what: bearer tokens, loopback-only mode, body cap and
                 malformed bodies, hosts, per-token limits

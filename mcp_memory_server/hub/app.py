@@ -25,6 +25,7 @@ from ..memory import Runtime
 from ..server import CALLER_STATE_KEY
 from .advert import STORE_HEADER, store_identity
 from .auth import ANONYMOUS_STATE_KEY, NO_OAUTH, UI_PATH
+from .direct import DirectCalls
 from .replies import JsonForThisCall, JsonReplies
 from .ui import ui_app
 
@@ -80,7 +81,9 @@ def hub_app(mcp: FastMCP, runtime: Runtime, *, middleware: Sequence[Middleware] 
                                Mount(UI_PATH, ui_app(runtime, mcp.settings.transport_security)),
                                Route("/.well-known/{rest:path}", no_oauth)]
     # JsonReplies innermost: it reads the JSON-RPC message the gate (hub/auth.py) parsed.
-    return Starlette(routes=routes, middleware=[*middleware, Middleware(JsonReplies)], lifespan=lifespan)
+    # Quick tool calls of a known session answered without the SDK's session machinery (hub/direct.py).
+    direct = DirectCalls(mcp, mcp.settings.transport_security)
+    return Starlette(routes=routes, middleware=[*middleware, Middleware(JsonReplies, direct=direct)], lifespan=lifespan)
 
 
 async def no_oauth(request: Request) -> JSONResponse:

@@ -34,6 +34,8 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .direct import DirectCalls
+
 # The JSON-RPC message of the request, parsed once by hub/auth.py's gate (it checks every body).
 MESSAGE_STATE_KEY = "memory_jsonrpc_message"
 PATH = "/mcp"
@@ -102,9 +104,10 @@ def single_event(stream: bytes) -> bytes | None:
 class JsonReplies:
     """Pure ASGI middleware: see the module docstring."""
 
-    def __init__(self, app: ASGIApp, path: str = PATH) -> None:
+    def __init__(self, app: ASGIApp, path: str = PATH, direct: DirectCalls | None = None) -> None:
         self.app = app
         self.path = path
+        self.direct = direct
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if not (scope["type"] == "http" and scope.get("method") == "POST" and scope.get("path") == self.path
@@ -123,6 +126,8 @@ class JsonReplies:
         if not answers_once(request):
             return await self.app(scope, receive, send)
         if is_quick(request):
+            if self.direct is not None and await self.direct.answer(scope, receive, send, request):
+                return None
             marked = _AS_JSON.set(True)
             try:
                 return await self.app(scope, receive, send)
