@@ -33,6 +33,14 @@ def memory(rng: random.Random, community: str, n: int) -> IndexedMemory:
     return indexed(record, [rng.uniform(-1, 1) for _ in range(DIMENSION)])
 
 
+def stats_of(memories: list[IndexedMemory]) -> KeywordStats:
+    """The keyword statistics of `memories` (what the service keeps per community)."""
+    stats = KeywordStats()
+    for m in memories:
+        stats.add(m.sparse, m.kw_len)
+    return stats
+
+
 def open_store(path: Path) -> MemoryStore:
     store = MemoryStore(str(path), "scope", DIMENSION, index_type="FLAT")
     store.open()

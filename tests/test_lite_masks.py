@@ -19,11 +19,11 @@ from milvus_lite.storage.delta_index import DeltaIndex
 
 from mcp_memory_server import lite_masks
 from mcp_memory_server.filters import MemoryFilter
-from mcp_memory_server.lite import lite_bucket, lite_partition_buckets
 from mcp_memory_server.keywords import KeywordStats, query_sparse
+from mcp_memory_server.lite import lite_bucket, lite_partition_buckets
 from mcp_memory_server.milvus import FIELDS, SPARSE_SEARCH
 from mcp_memory_server.store import MemoryStore, _row
-from tests.lite_history import COMMUNITIES, DIMENSION, WORDS, candidates, memory, open_store, random_history
+from tests.lite_history import COMMUNITIES, DIMENSION, WORDS, candidates, memory, open_store, random_history, stats_of
 
 
 def _searches(store: MemoryStore, seed: int, stats: KeywordStats) -> list[Any]:
@@ -94,10 +94,7 @@ def test_segment_rows_are_not_checked_one_by_one(tmp_path: Path, monkeypatch: py
 
         monkeypatch.setattr(DeltaIndex, "is_deleted", spy)
         flt = MemoryFilter(communities=["team-1"])
-        stats = KeywordStats()
-        for m in rows:
-            stats.add(m.sparse, m.kw_len)
-        weights = query_sparse(" ".join(WORDS), stats)
+        weights = query_sparse(" ".join(WORDS), stats_of(rows))
         hits = store.search_dense(flt, rows[0].dense, 300)
         words = store.search_sparse(flt, weights, 300)
         assert len(hits) == len(words) == 299 and rows[0].record.id not in {r.id for r, _ in hits + words}
@@ -207,10 +204,7 @@ def test_a_segments_filter_mask_is_computed_once_per_filter(tmp_path: Path, monk
         rng = random.Random(9)
         rows = [memory(rng, "team-1", i) for i in range(50)]
         store.insert(rows)
-        stats = KeywordStats()
-        for m in rows:
-            stats.add(m.sparse, m.kw_len)
-        weights = query_sparse(" ".join(WORDS[:5]), stats)
+        weights = query_sparse(" ".join(WORDS[:5]), stats_of(rows))
         evaluated: list[str] = []
         evaluate = indexed_filter.evaluate_segment_filter
 
