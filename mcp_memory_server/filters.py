@@ -75,16 +75,16 @@ class MemoryFilter:
             parts.append(f"expires_at > 0 and expires_at <= {int(self.lapsed_at_ms)}")
         return " and ".join(f"({p})" for p in parts)
 
-    def loose_live(self) -> tuple[str, int] | None:
+    def loose_live(self) -> str | None:
         """For a filter of memories live at `live_at_ms`: the same expression with that time rounded
-        down to the second, and the time. Milvus Lite parses and compiles a filter expression it has
+        down to the second. Milvus Lite parses and compiles a filter expression it has
         not seen (cached by its text): with the time to the millisecond, every search was a new text
         (~0.1 ms of each search at 1k memories, issue 10). The looser filter also admits memories that
         expired within that second, which a search must then leave out (`MemoryStore._search`). None
         when the filter has no expiry clause."""
         if self.live_at_ms is None:
             return None
-        return self.expression(self.live_at_ms - self.live_at_ms % LIVE_GRAIN_MS), self.live_at_ms
+        return self.expression(self.live_at_ms - self.live_at_ms % LIVE_GRAIN_MS)
 
 
 LIVE_GRAIN_MS = 1000  # the expiry clause of a search filter changes once a second (MemoryFilter.loose_live)

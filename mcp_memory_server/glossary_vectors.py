@@ -21,6 +21,7 @@ import numpy as np
 
 from . import glossary
 from .embeddings import LocalEmbedder
+from .routing import unit
 
 log = logging.getLogger(__name__)
 
@@ -62,9 +63,7 @@ async def vectors(texts: Sequence[str], embedder: str,
         known.update(zip(part, (np.asarray(v, dtype=np.float32) for v in await embed(part)), strict=True))
     if not texts:
         return np.zeros((0, 0), dtype=np.float32)
-    rows = np.stack([known[t] for t in texts]).astype(np.float32)
-    unit: np.ndarray = rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
-    return unit
+    return unit(np.stack([known[t] for t in texts]).astype(np.float32))
 
 
 def build(path: Path) -> int:

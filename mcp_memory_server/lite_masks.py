@@ -168,9 +168,16 @@ def _versions(segments: Sequence[Any], memtable: dict[Any, int]) -> tuple[dict[A
 
 
 _shared: dict[tuple[tuple[Any, ...] | None, ...], frozenset[Any]] = {}  # see _shared_keys
-_SHARED_KEPT = 256
 _masks: dict[tuple[tuple[Any, ...], str], tuple[Any, np.ndarray]] = {}  # see _filter_mask
-_MASKS_KEPT = 256
+_KEPT = 256  # entries of each of the two
+
+
+def _keep(cache: dict[Any, Any], key: Any, value: Any) -> None:
+    """Put `value` in `cache`, dropping the oldest entry beyond _KEPT."""
+    with _lock:
+        if len(cache) >= _KEPT:
+            del cache[next(iter(cache))]
+        cache[key] = value
 
 
 def _segment_key(seg: Any) -> tuple[Any, ...] | None:
@@ -201,10 +208,7 @@ def _filter_mask(seg: Any, compiled_filter: Any, indexed_filter_plan: Any) -> np
         return found[1]
     mask = np.asarray(evaluate_segment_filter(seg, compiled_filter, None), dtype=bool)
     mask.flags.writeable = False  # shared by the searches that find it here
-    with _lock:
-        if len(_masks) >= _MASKS_KEPT:
-            del _masks[next(iter(_masks))]  # the oldest
-        _masks[key] = (compiled_filter, mask)
+    _keep(_masks, key, (compiled_filter, mask))
     return mask
 
 
@@ -228,10 +232,7 @@ def _shared_keys(segments: Sequence[Any]) -> frozenset[Any]:
         seen |= keys
     found = frozenset(shared)
     if key is not None:
-        with _lock:
-            if len(_shared) >= _SHARED_KEPT:
-                del _shared[next(iter(_shared))]  # the oldest
-            _shared[key] = found
+        _keep(_shared, key, found)
     return found
 
 

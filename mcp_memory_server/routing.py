@@ -82,10 +82,15 @@ def phrases(question: str, policy: RoutingPolicy | None = None) -> list[str]:
 def read_with(question: Sequence[float], meaning: Sequence[float], policy: RoutingPolicy) -> list[float]:
     """The question's vector read with what its technical names mean (`glossary.Glossary.explain`):
     the normalised sum of the two, the definitions weighted by `policy.glossary_weight`."""
-    q = np.asarray(question, dtype=np.float32)
-    m = np.asarray(meaning, dtype=np.float32)
-    v = q / max(float(np.linalg.norm(q)), 1e-12) + policy.glossary_weight * m / max(float(np.linalg.norm(m)), 1e-12)
-    return [float(x) for x in v / max(float(np.linalg.norm(v)), 1e-12)]
+    q, m = np.asarray(question, dtype=np.float32), np.asarray(meaning, dtype=np.float32)
+    v = unit(q) + policy.glossary_weight * unit(m)
+    return [float(x) for x in unit(v)]
+
+
+def unit(a: np.ndarray) -> np.ndarray:
+    """`a` (a vector, or the rows of a matrix) scaled to length 1; a zero vector stays zero."""
+    scaled: np.ndarray = a / np.maximum(np.linalg.norm(a, axis=-1, keepdims=True), 1e-12)
+    return scaled
 
 
 def implied_knowledge(question: Sequence[float], definitions: np.ndarray, texts: Sequence[str],
@@ -95,8 +100,7 @@ def implied_knowledge(question: Sequence[float], definitions: np.ndarray, texts:
     `texts` their words; `implied`: expert -> indices of its implied definitions (`implied_by`)."""
     if not len(definitions):
         return {}
-    q = np.asarray(question, dtype=np.float32)
-    fits = definitions @ (q / max(float(np.linalg.norm(q)), 1e-12))
+    fits = definitions @ unit(np.asarray(question, dtype=np.float32))
     found: dict[str, tuple[str, float]] = {}
     for agent, rows in implied.items():
         if len(rows):
@@ -135,11 +139,7 @@ def cosines(queries: Sequence[Sequence[float]] | np.ndarray, lines: Sequence[Seq
             ) -> np.ndarray:
     """Cosine similarity of every query vector with every line vector, as a queries x lines array
     (neither argument is changed)."""
-    q = np.array(queries, dtype=np.float32)
-    m = np.array(lines, dtype=np.float32)
-    q /= np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
-    m /= np.maximum(np.linalg.norm(m, axis=1, keepdims=True), 1e-12)
-    product: np.ndarray = q @ m.T
+    product: np.ndarray = unit(np.asarray(queries, dtype=np.float32)) @ unit(np.asarray(lines, dtype=np.float32)).T
     return product
 
 

@@ -281,11 +281,10 @@ class MemoryStore(MilvusCollection):
         hit turns out to have expired since that second began, the search is made again with the
         exact time (rare: a memory that expired within the last second was among the best)."""
         loose = flt.loose_live() if "expires_at" in fields else None
-        if loose is None:
+        if loose is None or flt.live_at_ms is None:
             return self._search_expr(flt, flt.expression(), field, data, k, params, fields, raw)
-        expr, live_at = loose
-        hits = self._search_expr(flt, expr, field, data, k, params, fields, raw)
-        if any(0 < int(hit["entity"].get("expires_at") or 0) <= live_at for hit in hits):
+        hits = self._search_expr(flt, loose, field, data, k, params, fields, raw)
+        if any(0 < int(hit["entity"].get("expires_at") or 0) <= flt.live_at_ms for hit in hits):
             return self._search_expr(flt, flt.expression(), field, data, k, params, fields, raw)
         return hits
 

@@ -82,7 +82,7 @@ def hub_app(mcp: FastMCP, runtime: Runtime, *, middleware: Sequence[Middleware] 
                                Route("/.well-known/{rest:path}", no_oauth)]
     # JsonReplies innermost: it reads the JSON-RPC message the gate (hub/auth.py) parsed.
     # Quick tool calls of a known session answered without the SDK's session machinery (hub/direct.py).
-    direct = DirectCalls(mcp, mcp.settings.transport_security)
+    direct = DirectCalls(mcp, hosts)
     return Starlette(routes=routes, middleware=[*middleware, Middleware(JsonReplies, direct=direct)], lifespan=lifespan)
 
 

@@ -32,7 +32,7 @@ from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser, authorizat
 from mcp.server.lowlevel.server import request_ctx
 from mcp.server.session import InitializationState, ServerSession
 from mcp.server.streamable_http import MCP_PROTOCOL_VERSION_HEADER, MCP_SESSION_ID_HEADER
-from mcp.server.transport_security import TransportSecurityMiddleware, TransportSecuritySettings
+from mcp.server.transport_security import TransportSecurityMiddleware
 from mcp.shared.context import RequestContext
 from mcp.shared.version import SUPPORTED_PROTOCOL_VERSIONS
 from mcp.types import CallToolRequest, CallToolResult, TextContent
@@ -55,11 +55,11 @@ except ImportError:  # pragma: no cover - an SDK without tasks
 class DirectCalls:
     """See the module docstring. `mcp` is the hub's `server.MemoryMCP` (its session manager made)."""
 
-    def __init__(self, mcp: Any, security: TransportSecuritySettings | None) -> None:
+    def __init__(self, mcp: Any, hosts: TransportSecurityMiddleware) -> None:
         self.mcp = mcp
         sessions = getattr(mcp, "sessions", None)
         self.sessions = sessions if isinstance(sessions, Sessions) else Sessions()
-        self.hosts = TransportSecurityMiddleware(security)
+        self.hosts = hosts  # the hub's Host / Origin / content-type checks (the transport's own settings)
         manager = mcp.session_manager
         # The SDK's own bookkeeping, read (never written) to make its checks: without it, no direct calls.
         self.enabled = (sessions is self.sessions and not manager.stateless
