@@ -27,7 +27,8 @@ import json
 import os
 import threading
 import weakref
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import grpc
@@ -236,9 +237,10 @@ class LiteDatabase:
         `Collection.search` for a plain search, without the protobuf the servicer encodes and pymilvus
         decodes (~3 ms of the ~5 ms of a hybrid recall's two searches at 1k memories, issue 10).
         Only while `search_refused()` is None. Raises pymilvus' MilvusException, as the client would.
-        The fields named in `raw` are left as Lite gives them (a dense vector: a list of floats, to
-        read only; a sparse one: its bytes, which `_sparse` decodes; JSON: its text), for a caller
-        that reads few of them."""
+        The fields named in `raw` are left undecoded, for a caller that reads few of them: a dense
+        vector as a read-only float32 array (a view of the segment's column, `vector_views`; a row
+        still in the memtable: Lite's list), a sparse one as its bytes (which `_sparse` decodes),
+        JSON as its text."""
         from milvus_lite.adapter.grpc.errors import to_status_kwargs
         from pymilvus import MilvusException
 
@@ -254,15 +256,19 @@ class LiteDatabase:
             data = np.asarray(data, dtype=np.float32).tolist()
         try:
             col = self._db.get_collection(collection)
-            [hits] = col.search(query_vectors=[data], top_k=limit,
-                                metric_type=col.resolve_search_metric(anns_field, search_params.get("metric_type")),
-                                partition_names=list(partition_names or ()) or None, expr=expr or None,
-                                output_fields=list(output_fields), anns_field=anns_field,
-                                search_params=search_params.get("params") or {})
+            decode = _decoders(col)
+            views = any(decode.get(name) is _float_list for name in raw)
+            with vector_views() if views else nullcontext():
+                [hits] = col.search(
+                    query_vectors=[data], top_k=limit,
+                    metric_type=col.resolve_search_metric(anns_field, search_params.get("metric_type")),
+                    partition_names=list(partition_names or ()) or None, expr=expr or None,
+                    output_fields=list(output_fields), anns_field=anns_field,
+                    search_params=search_params.get("params") or {})
         except Exception as exc:  # what the servicer answers, and pymilvus raises
             status = to_status_kwargs(exc)
             raise MilvusException(code=status["code"], message=status["reason"]) from exc
-        pk, decode = col._pk_name, _decoders(col)
+        pk = col._pk_name
         with_pk = pk in output_fields
         out = []
         for hit in hits:
@@ -280,6 +286,28 @@ class LiteDatabase:
 
 def _float_list(value: Any) -> list[float]:
     return [float(x) for x in value]
+
+
+_views = threading.local()
+
+
+@contextmanager
+def vector_views() -> Iterator[None]:
+    """Within (this thread): the float vectors a search on Milvus Lite returns from its segments are
+    read-only float32 arrays, views of the segment's column, instead of lists of floats (`lite_masks`
+    reads them so: 384 Python floats a hit cost ~5 µs to make, and a recall's keyword search returns
+    20 hits with their dense vectors)."""
+    before = getattr(_views, "on", False)
+    _views.on = True
+    try:
+        yield
+    finally:
+        _views.on = before
+
+
+def vectors_as_views() -> bool:
+    """Whether this thread is within `vector_views`."""
+    return bool(getattr(_views, "on", False))
 
 
 def _sparse(value: Any) -> dict[int, float]:

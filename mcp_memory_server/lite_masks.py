@@ -53,13 +53,14 @@ import json
 import logging
 import os
 import threading
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
-from .lite import CheckedOnce, unchecked_code
+from .lite import CheckedOnce, unchecked_code, vectors_as_views
 
 log = logging.getLogger(__name__)
 
@@ -457,17 +458,94 @@ def _wanted(output_fields: list[str] | None, pk_field: str) -> frozenset[str] | 
 
 
 def _take(refs: Iterable[tuple[Any, int]], keep: Callable[[str], bool]) -> dict[tuple[int, int], dict[str, Any]]:
-    """Rows of Arrow tables as dicts of the columns `keep` accepts, one `take` per table (Lite reads
-    each cell on its own: ~1.5 µs a cell, the 384-float vector ~13): {(id(table), row): row's dict}."""
-    by_table: dict[int, tuple[Any, list[int]]] = {}
-    for table, row in refs:
-        by_table.setdefault(id(table), (table, []))[1].append(row)
+    """Rows of segments as dicts of the columns `keep` accepts: {(id(segment), row): row's dict},
+    read-only (kept, see `_SegmentRows`). Rows not kept yet are read in one Arrow `take` per segment
+    (Lite reads each cell on its own: ~1.5 µs a cell, the 384-float vector ~13)."""
+    by_segment: dict[int, tuple[Any, list[int]]] = {}
+    for seg, row in refs:
+        by_segment.setdefault(id(seg), (seg, []))[1].append(row)
+    views = vectors_as_views()
     out: dict[tuple[int, int], dict[str, Any]] = {}
-    for key, (table, rows) in by_table.items():
-        names = [name for name in table.schema.names if keep(name)]
-        values = table.select(names).take(pa.array(rows, type=pa.int64())).to_pylist()
-        out.update(((key, row), value) for row, value in zip(rows, values, strict=True))
+    for key, (seg, rows) in by_segment.items():
+        kept = _SegmentRows.of(seg, tuple(name for name in seg.table.schema.names if keep(name)))
+        out.update(((key, row), value) for row, value in zip(rows, kept.rows(seg, rows, views), strict=True))
     return out
+
+
+class _SegmentRows:
+    """The rows of one segment read so far, as dicts of some of its columns. A segment never changes
+    (Lite writes a new file for new rows or a compaction), so each row is read from Arrow once: a
+    recall's two searches at 1k memories read 40 rows, ~0.3 ms of Arrow `take` and `to_pylist`, more
+    after a model call has emptied the CPU's caches. Float vectors are not kept: they come from the
+    segment's own vector matrix (Lite's `Segment.vector_data`) at each read, as read-only rows of it
+    within `lite.vector_views` and as lists of floats otherwise (Arrow's values). At most _ROWS_KEPT
+    rows of at most _KEPT (segment, columns) are kept, the oldest dropped first; a segment is known by
+    its table (a weak reference: a segment compacted away is not kept alive)."""
+
+    _kept: dict[tuple[int, tuple[str, ...]], _SegmentRows] = {}
+    _held = 0  # rows kept, over every segment
+
+    def __init__(self, key: tuple[int, tuple[str, ...]], seg: Any) -> None:
+        self.key, self.table = key, weakref.ref(seg.table)
+        schema = seg.table.schema
+        self.vectors = tuple(name for name in key[1] if pa.types.is_fixed_size_list(kind := schema.field(name).type)
+                             and pa.types.is_float32(kind.value_type))
+        self.plain = [name for name in key[1] if name not in self.vectors]
+        self.by_row: dict[int, dict[str, Any]] = {}
+
+    @classmethod
+    def of(cls, seg: Any, names: tuple[str, ...]) -> _SegmentRows:
+        key = (id(seg), names)
+        found = cls._kept.get(key)
+        if found is not None and found.table() is seg.table:
+            return found
+        made = cls(key, seg)
+        with _lock:
+            old = cls._kept.pop(key, None)
+            cls._held -= len(old.by_row) if old is not None else 0
+            cls._kept[key] = made
+            cls._trim()
+        return made
+
+    def rows(self, seg: Any, rows: list[int], views: bool) -> list[dict[str, Any]]:
+        missing = sorted({row for row in rows if row not in self.by_row})
+        if missing:
+            self._read(seg, missing)
+        if not self.vectors:
+            return [self.by_row[row] for row in rows]
+        matrices = [(name, *seg.vector_data(name)) for name in self.vectors]
+        out = []
+        for row in rows:
+            value = dict(self.by_row[row])
+            for name, matrix, valid in matrices:
+                value[name] = (None if valid is not None and not valid[row]
+                               else _read_only(matrix[row]) if views else matrix[row].tolist())
+            out.append(value)
+        return out
+
+    def _read(self, seg: Any, rows: list[int]) -> None:
+        values = (seg.table.select(self.plain).take(pa.array(rows, type=pa.int64())).to_pylist() if self.plain
+                  else [{} for _ in rows])  # (a table of no column has no rows)
+        with _lock:
+            fresh = {row: value for row, value in zip(rows, values, strict=True) if row not in self.by_row}
+            self.by_row.update(fresh)
+            if _SegmentRows._kept.get(self.key) is self:
+                _SegmentRows._held += len(fresh)
+                _SegmentRows._trim()
+
+    @classmethod
+    def _trim(cls) -> None:  # under _lock; the rows of an entry dropped stay readable by whoever holds it
+        while cls._kept and (cls._held > _ROWS_KEPT or len(cls._kept) > _KEPT):
+            cls._held -= len(cls._kept.pop(next(iter(cls._kept))).by_row)
+
+
+_ROWS_KEPT = 16_384
+
+
+def _read_only(row: np.ndarray) -> np.ndarray:
+    view = row.view()
+    view.flags.writeable = False
+    return view
 
 
 def _segment_rows(segments: Sequence[Any], refs: list[tuple[int, int]],
@@ -475,12 +553,14 @@ def _segment_rows(segments: Sequence[Any], refs: list[tuple[int, int]],
     """Lite's `Segment.row_to_dict` of each (segment index, row), reading only the columns in `wanted`
     and `$meta` (whose keys are the dynamic fields, unpacked as Lite does); every column when
     `wanted` is None. Lite reads every column of a row, the vectors included."""
-    taken = _take(((segments[s].table, row) for s, row in refs),
+    taken = _take(((segments[s], row) for s, row in refs),
                   lambda name: name != "_seq" and (wanted is None or name in wanted or name == "$meta"))
     rows = {}
     for s, row in refs:
-        result = taken[id(segments[s].table), row]
+        result = taken[id(segments[s]), row]
         meta_raw = result.get("$meta")
+        if meta_raw is not None:
+            result = dict(result)  # the row as read is kept (_TableRows)
         if isinstance(meta_raw, str):
             try:
                 meta = json.loads(meta_raw)
@@ -531,7 +611,7 @@ def sparse(self: Any, query_vectors: list[Any], vector_field: str, top_k: int, m
     indexed_filter_plan = self._indexed_filter_plan(compiled_filter)
 
     # Per-source candidates: (distance, global_pk, source_ref)
-    Candidate = tuple[float, Any, Any]  # (dist, pk, (tbl, row_idx))
+    Candidate = tuple[float, Any, Any]  # (dist, pk, (segment, row_idx))
     per_query_candidates: list[list[Candidate]] = [[] for _ in range(nq)]
 
     # Read snapshot — keeps segment cache and tombstones from crossing
@@ -589,8 +669,8 @@ def sparse(self: Any, query_vectors: list[Any], vector_field: str, top_k: int, m
         local_ids, dists = _search_prepared_sparse_index(
             cached_idx, query_sparse, top_k, valid_mask=valid_mask,
         )
-        def segment_hit(lid: int, pks: Any = pks, table: Any = table) -> tuple[Any, ...]:
-            return pks[lid], (table, lid)
+        def segment_hit(lid: int, pks: Any = pks, seg: Any = seg) -> tuple[Any, ...]:
+            return pks[lid], (seg, lid)
 
         _gather(per_query_candidates, local_ids, dists, top_k, segment_hit)
 
@@ -633,22 +713,23 @@ def sparse(self: Any, query_vectors: list[Any], vector_field: str, top_k: int, m
     def _is_memtable_sparse_ref(source: Any) -> bool:
         return isinstance(source, tuple) and bool(source) and isinstance(source[0], dict)
 
+    def _candidate_seq(source: Any) -> int:
+        if _is_memtable_sparse_ref(source):
+            return int(source[1])
+        seg, row_i = source
+        return int(seg.table.column("_seq")[row_i].as_py())
+
     results: list[list[dict[str, Any]]] = []
     for qi in range(nq):
         candidates = per_query_candidates[qi]
-        # First, deduplicate by pk keeping the latest version (highest seq).
-        pk_best: dict[Any, Any] = {}  # pk → (dist, pk, (tbl, row_i))
+        # First, deduplicate by pk keeping the latest version (highest seq; the first of equal ones).
+        # The sequence numbers are read only for a key found twice (Lite reads every candidate's).
+        pk_best: dict[Any, Any] = {}  # pk → (dist, pk, (segment, row_i))
         for cand in candidates:
-            dist, pk, source = cand
-            if _is_memtable_sparse_ref(source):
-                _record, seq = source
-                seq = int(seq)
-            else:
-                tbl, row_i = source
-                seq = int(tbl.column("_seq")[row_i].as_py())
-            if pk not in pk_best or seq > pk_best[pk][0]:
-                pk_best[pk] = (seq, cand)
-        deduped = [v[1] for v in pk_best.values()]
+            held = pk_best.get(cand[1])
+            if held is None or _candidate_seq(cand[2]) > _candidate_seq(held[2]):
+                pk_best[cand[1]] = cand
+        deduped = list(pk_best.values())
         # Sort by distance ascending (smaller = better)
         deduped.sort(key=lambda c: c[0])
         chosen = deduped[:top_k]
@@ -661,8 +742,8 @@ def sparse(self: Any, query_vectors: list[Any], vector_field: str, top_k: int, m
             if _is_memtable_sparse_ref(source):
                 record, _seq = source
             else:
-                tbl, row_i = source
-                record = taken[id(tbl), row_i]
+                seg, row_i = source
+                record = taken[id(seg), row_i]
             entity = project(record, self._schema, projection_plan)
             hits.append({"id": pk, "distance": dist, "entity": entity})
         results.append(hits)

@@ -9,9 +9,10 @@ process open a database.
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
+
+import numpy as np
 
 from . import lite_masks, lite_scope
 from .collection import MilvusCollection
@@ -28,6 +29,7 @@ QUERY_LIMIT = 16_384  # the most rows one Milvus query returns
 def _record(entity: dict[str, Any]) -> MemoryRecord:
     fields: dict[str, Any] = {name: entity.get(name) for name in FIELDS}
     fields["thread"] = fields["thread"] or ""
+    fields["tags"] = list(fields["tags"] or ())  # its own list: Lite's rows are kept (lite_masks._SegmentRows)
     for name in ("seq", "expires_at"):
         fields[name] = int(fields[name] or 0)
     return MemoryRecord(**fields)
@@ -269,9 +271,11 @@ class MemoryStore(MilvusCollection):
             entity, also = hit["entity"], by_id.pop(hit["entity"]["id"], None)
             bm25 = float(also["distance"]) if also else sparse_dot(weights, _sparse(entity.get("sparse")))
             found.append((_record(entity), float(hit["distance"]), bm25))
-        for hit in by_id.values():  # found by keyword only, in the keyword search's order
-            cosine = sum(map(operator.mul, query, hit["entity"]["dense"]))  # the generator's sum, in half the time
-            found.append((_record(hit["entity"]), cosine, float(hit["distance"])))
+        if by_id:  # found by keyword only, in the keyword search's order: the cosine from the stored vector
+            unit = np.asarray(query, dtype=np.float64)  # (a float32 array from Lite, a list from a server)
+            for hit in by_id.values():
+                cosine = float(unit @ np.asarray(hit["entity"]["dense"], dtype=np.float64))
+                found.append((_record(hit["entity"]), cosine, float(hit["distance"])))
         return found
 
     def _search(self, flt: MemoryFilter, field: str, data: Any, k: int, params: dict[str, Any],

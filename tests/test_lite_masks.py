@@ -14,6 +14,7 @@ import random
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from milvus_lite.storage.delta_index import DeltaIndex
 
@@ -223,5 +224,77 @@ def test_a_segments_filter_mask_is_computed_once_per_filter(tmp_path: Path, monk
         store.insert([memory(rng, "team-1", 100)])  # a new segment: its own mask, the old one kept
         assert len(store.candidates(flt, rows[0].dense, weights, 60)) == 51
         assert evaluated[2:] == [flt.expression()]
+    finally:
+        store.close()
+
+
+def test_rows_are_read_once_and_their_readers_cannot_change_them(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    store = open_store(tmp_path / "rows-kept.db")
+    try:
+        rng = random.Random(4)
+        rows = [memory(rng, "team-1", i) for i in range(40)]
+        for m in rows[:5]:
+            m.record.tags = ["kept"]
+        store.insert(rows)
+        by_id = {m.record.id: m for m in rows}
+        weights = query_sparse(" ".join(WORDS[:6]), stats_of(rows))
+        flt = MemoryFilter(communities=["team-1"])
+        taken: list[int] = []
+        take = lite_masks._SegmentRows._read
+
+        def spy(self: Any, seg: Any, wanted: list[int]) -> None:
+            taken.extend(wanted)
+            take(self, seg, wanted)
+
+        monkeypatch.setattr(lite_masks._SegmentRows, "_read", spy)
+        first = store.candidates(flt, rows[0].dense, weights, 12)
+        assert taken
+        read = len(taken)
+        for record, _, _ in first:
+            record.tags.append("changed by a reader")
+        again = store.candidates(flt, rows[0].dense, weights, 12)
+        assert len(taken) == read  # nothing read from Arrow again
+        assert [r.tags for r, _, _ in again] == [by_id[r.id].record.tags for r, _, _ in again]
+        assert candidates(again) == candidates(first)
+        # The keyword side's vectors arrive as read-only views of the segment's vectors; a memory found
+        # by keyword only gets the cosine of its stored vector (float32, as stored).
+        for record, cosine, _ in again:
+            stored = np.asarray(by_id[record.id].dense, dtype=np.float32).astype(np.float64)
+            assert cosine == pytest.approx(float(np.asarray(rows[0].dense, dtype=np.float32) @ stored), abs=1e-5)
+        [hit] = store.lite.search(store.collection, weights, "sparse", limit=1, expr=flt.expression(),
+                                  output_fields=["dense"], search_params=SPARSE_SEARCH, partition_names=None,
+                                  raw=("dense",))
+        vector = hit["entity"]["dense"]
+        assert isinstance(vector, np.ndarray) and vector.dtype == np.float32 and not vector.flags.writeable
+        [plain] = store.lite.search(store.collection, weights, "sparse", limit=1, expr=flt.expression(),
+                                    output_fields=["dense"], search_params=SPARSE_SEARCH, partition_names=None)
+        assert plain["entity"]["dense"] == vector.tolist() and isinstance(plain["entity"]["dense"], list)
+    finally:
+        store.close()
+
+
+def test_the_rows_kept_are_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(lite_masks, "_ROWS_KEPT", 15)
+    monkeypatch.setattr(lite_masks._SegmentRows, "_kept", {})
+    monkeypatch.setattr(lite_masks._SegmentRows, "_held", 0)
+    store = open_store(tmp_path / "rows-bounded.db")
+    try:
+        rng = random.Random(8)
+        rows = [memory(rng, "team-1", i) for i in range(30)]
+        store.insert(rows[:10])
+        store.insert(rows[10:])  # two segments
+        flt = MemoryFilter(communities=["team-1"])
+        found = []
+        for m in rows[:12]:
+            found.append(store.search_dense(flt, m.dense, 10))
+            held = sum(len(kept.by_row) for kept in lite_masks._SegmentRows._kept.values())
+            assert held == lite_masks._SegmentRows._held <= 15
+        assert lite_masks._SegmentRows._held > 0
+        lite_masks.uninstall()
+        try:
+            assert found == [store.search_dense(flt, m.dense, 10) for m in rows[:12]]
+        finally:
+            assert lite_masks.install()
     finally:
         store.close()
