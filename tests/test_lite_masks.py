@@ -11,6 +11,7 @@ changes it)."""
 from __future__ import annotations
 
 import random
+import time
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,9 @@ from mcp_memory_server.filters import MemoryFilter
 from mcp_memory_server.keywords import KeywordStats, query_sparse
 from mcp_memory_server.lite import lite_bucket, lite_partition_buckets
 from mcp_memory_server.milvus import FIELDS, SPARSE_SEARCH
+from mcp_memory_server.models import IndexedMemory, MemoryRecord, memory_id
 from mcp_memory_server.store import MemoryStore, _row
+from tests.fakes import indexed
 from tests.lite_history import COMMUNITIES, DIMENSION, WORDS, candidates, memory, open_store, random_history, stats_of
 
 
@@ -294,6 +297,56 @@ def test_the_rows_kept_are_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         lite_masks.uninstall()
         try:
             assert found == [store.search_dense(flt, m.dense, 10) for m in rows[:12]]
+        finally:
+            assert lite_masks.install()
+    finally:
+        store.close()
+
+
+def test_a_small_community_beside_a_large_one_is_searched_exactly(tmp_path: Path) -> None:
+    # Lite keeps communities in 16 partitions: a community of 60 memories can share one with 2,000 others.
+    # Its graph index then yields few of the 60: the segment's rows the filter keeps are scored instead.
+    store = MemoryStore(str(tmp_path / "hnsw.db"), "hnsw", 64, index_type="HNSW")
+    store.open()
+    try:
+        buckets = lite_partition_buckets(set(store.client.list_partitions(store.collection)))
+        assert buckets is not None
+        large = next(c for c in (f"team-{n}" for n in range(2, 500))
+                     if lite_bucket(c, buckets[1]) == lite_bucket("team-1", buckets[1]))
+        rng = np.random.default_rng(3)
+
+        def unit() -> list[float]:
+            v = rng.standard_normal(64)
+            return (v / np.linalg.norm(v)).tolist()
+
+        def note(community: str, n: int) -> IndexedMemory:
+            content = f"note {n} of {community}"
+            return indexed(MemoryRecord(id=memory_id(community, content), content=content, community=community,
+                                        kind="note", tags=[], agent_id="t", created_at=n, content_hash=str(n)), unit())
+
+        small = [note("team-1", n) for n in range(60)]
+        store.insert([note(large, n) for n in range(2000)] + small)
+        collection = store.lite.engine.get_collection("hnsw")
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not all(  # Lite builds the graph after the flush
+                type(seg.indexes.get("dense")).__name__ == "FaissHnswIndex" for seg in collection._segments_snapshot()):
+            time.sleep(0.1)
+        [seg] = collection._segments_snapshot()
+        assert type(seg.indexes.get("dense")).__name__ == "FaissHnswIndex"
+        flt = MemoryFilter(communities=["team-1"])
+
+        def missed() -> int:
+            out = 0
+            for _ in range(20):
+                query = unit()
+                best = sorted(small, key=lambda m: -float(np.dot(query, m.dense)))[:10]
+                out += len({m.record.id for m in best} - {r.id for r, _ in store.search_dense(flt, query, 10)})
+            return out
+
+        assert missed() == 0
+        lite_masks.uninstall()
+        try:
+            assert missed() > 10  # Lite's own search, through the graph
         finally:
             assert lite_masks.install()
     finally:
