@@ -270,14 +270,17 @@ class LiteDatabase:
             raise MilvusException(code=status["code"], message=status["reason"]) from exc
         pk = col._pk_name
         with_pk = pk in output_fields
+        decoded = [(name, decode[name]) for name in decode.keys() - set(raw) if name in output_fields]
+        distances = np.asarray([hit["distance"] for hit in hits], dtype=np.float32).tolist()
         out = []
-        for hit in hits:
+        for hit, distance in zip(hits, distances, strict=True):
             entity = dict(hit["entity"])  # a copy: a row still in the memtable may be Lite's own dict
-            for name in decode.keys() & entity.keys() - set(raw):
-                entity[name] = decode[name](entity[name])
+            for name, decoder in decoded:
+                if name in entity:
+                    entity[name] = decoder(entity[name])
             if with_pk:
                 entity[pk] = hit["id"]
-            out.append({"id": hit["id"], "distance": float(np.float32(hit["distance"])), "entity": entity})
+            out.append({"id": hit["id"], "distance": distance, "entity": entity})
         return out
 
     def close(self) -> None:
