@@ -62,7 +62,7 @@ import logging
 import os
 import threading
 import weakref
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -315,10 +315,17 @@ def project(record: dict[str, Any], schema: Any, plan: Any) -> dict[str, Any]:
     (~30 µs a row, a third of a search at 1k memories). Anything else is Lite's own function."""
     if not _state["on"] or plan.api_kind != "search" or plan.include_all_dynamic or plan.explicit_dynamic_fields:
         return _stock_project[0](record, schema, plan)
-    primary = {field.name for field in schema.fields if field.is_primary}
-    result = {name: record[name] for name in plan.response_schema_fields if name not in primary and name in record}
-    result.pop("$meta", None)
-    return result
+    last = _projected[0]  # a search projects each of its rows with one plan
+    if last[0] is plan and last[1] is schema:
+        names = last[2]
+    else:
+        primary = {field.name for field in schema.fields if field.is_primary}
+        names = tuple(name for name in plan.response_schema_fields if name not in primary and name != "$meta")
+        _projected[0] = (plan, schema, names)
+    return {name: record[name] for name in names if name in record}
+
+
+_projected: list[tuple[Any, Any, tuple[str, ...]]] = [(None, None, ())]  # the last plan: (plan, schema, names)
 
 
 # -- Lite's dense search, the per-row loops replaced -----------------------------------------------
@@ -480,8 +487,10 @@ def _wanted(output_fields: list[str] | None, pk_field: str) -> frozenset[str] | 
     return frozenset((*output_fields, pk_field))
 
 
-def _take(refs: Iterable[tuple[Any, int]], keep: Callable[[str], bool]) -> dict[tuple[int, int], dict[str, Any]]:
-    """Rows of segments as dicts of the columns `keep` accepts: {(id(segment), row): row's dict},
+def _take(refs: Iterable[tuple[Any, int]], keep: Callable[[str], bool],
+          selection: Hashable) -> dict[tuple[int, int], dict[str, Any]]:
+    """Rows of segments as dicts of the columns `keep` accepts (`selection` tells that choice of
+    columns apart from others: the columns kept are known by it): {(id(segment), row): row's dict},
     read-only (kept, see `_SegmentRows`). Rows not kept yet are read in one Arrow `take` per segment
     (Lite reads each cell on its own: ~1.5 µs a cell, the 384-float vector ~13)."""
     by_segment: dict[int, tuple[Any, list[int]]] = {}
@@ -490,7 +499,7 @@ def _take(refs: Iterable[tuple[Any, int]], keep: Callable[[str], bool]) -> dict[
     views = vectors_as_views()
     out: dict[tuple[int, int], dict[str, Any]] = {}
     for key, (seg, rows) in by_segment.items():
-        kept = _SegmentRows.of(seg, tuple(name for name in seg.table.schema.names if keep(name)))
+        kept = _SegmentRows.of(seg, selection, keep)
         out.update(((key, row), value) for row, value in zip(rows, kept.rows(seg, rows, views), strict=True))
     return out
 
@@ -503,26 +512,29 @@ class _SegmentRows:
     segment's own vector matrix (Lite's `Segment.vector_data`) at each read, as read-only rows of it
     within `lite.vector_views` and as lists of floats otherwise (Arrow's values). At most _ROWS_KEPT
     rows of at most _KEPT (segment, columns) are kept, the oldest dropped first; a segment is known by
-    its table (a weak reference: a segment compacted away is not kept alive)."""
+    its table (a weak reference: a segment compacted away is not kept alive). The first read of a
+    segment of at most _WHOLE rows reads all of them (a recall reads 20 of a community's rows: at 1k
+    memories, most of the segment)."""
 
-    _kept: dict[tuple[int, tuple[str, ...]], _SegmentRows] = {}
+    _kept: dict[tuple[int, Hashable], _SegmentRows] = {}
     _held = 0  # rows kept, over every segment
 
-    def __init__(self, key: tuple[int, tuple[str, ...]], seg: Any) -> None:
+    def __init__(self, key: tuple[int, Hashable], seg: Any, keep: Callable[[str], bool]) -> None:
         self.key, self.table = key, weakref.ref(seg.table)
         schema = seg.table.schema
-        self.vectors = tuple(name for name in key[1] if pa.types.is_fixed_size_list(kind := schema.field(name).type)
+        names = [name for name in schema.names if keep(name)]
+        self.vectors = tuple(name for name in names if pa.types.is_fixed_size_list(kind := schema.field(name).type)
                              and pa.types.is_float32(kind.value_type))
-        self.plain = [name for name in key[1] if name not in self.vectors]
+        self.plain = [name for name in names if name not in self.vectors]
         self.by_row: dict[int, dict[str, Any]] = {}
 
     @classmethod
-    def of(cls, seg: Any, names: tuple[str, ...]) -> _SegmentRows:
-        key = (id(seg), names)
+    def of(cls, seg: Any, selection: Hashable, keep: Callable[[str], bool]) -> _SegmentRows:
+        key = (id(seg), selection)
         found = cls._kept.get(key)
         if found is not None and found.table() is seg.table:
             return found
-        made = cls(key, seg)
+        made = cls(key, seg, keep)
         with _lock:
             old = cls._kept.pop(key, None)
             cls._held -= len(old.by_row) if old is not None else 0
@@ -533,6 +545,8 @@ class _SegmentRows:
     def rows(self, seg: Any, rows: list[int], views: bool) -> list[dict[str, Any]]:
         missing = sorted({row for row in rows if row not in self.by_row})
         if missing:
+            if seg.num_rows <= _WHOLE:
+                missing = [row for row in range(seg.num_rows) if row not in self.by_row]
             self._read(seg, missing)
         if not self.vectors:
             return [self.by_row[row] for row in rows]
@@ -563,6 +577,7 @@ class _SegmentRows:
 
 
 _ROWS_KEPT = 16_384
+_WHOLE = 512
 
 
 def _read_only(row: np.ndarray) -> np.ndarray:
@@ -577,7 +592,8 @@ def _segment_rows(segments: Sequence[Any], refs: list[tuple[int, int]],
     and `$meta` (whose keys are the dynamic fields, unpacked as Lite does); every column when
     `wanted` is None. Lite reads every column of a row, the vectors included."""
     taken = _take(((segments[s], row) for s, row in refs),
-                  lambda name: name != "_seq" and (wanted is None or name in wanted or name == "$meta"))
+                  lambda name: name != "_seq" and (wanted is None or name in wanted or name == "$meta"),
+                  ("dense", wanted))
     rows = {}
     for s, row in refs:
         result = taken[id(segments[s]), row]
@@ -758,7 +774,8 @@ def sparse(self: Any, query_vectors: list[Any], vector_field: str, top_k: int, m
         chosen = deduped[:top_k]
         taken = _take((source for _, _, source in chosen if not _is_memtable_sparse_ref(source)),
                       lambda name: name not in ("_seq", "_partition")  # only what the projection reads
-                      and (read_all or name in read or name not in schema_names))
+                      and (read_all or name in read or name not in schema_names),
+                      ("sparse", read_all, frozenset(read)))
         hits: list[dict[str, Any]] = []
         for dist, pk, source in chosen:
             # Deferred materialization
