@@ -35,7 +35,7 @@ work such a plan discards (~30 µs a row).
 
 One change of result, in the dense search: a segment with a graph index (HNSW) whose rows the filter
 keeps only some of is searched exactly, row by row, when it keeps few of them (`_exact_is_better`:
-Milvus' own engine's rule, or at most 2,048 rows). Lite walks the graph skipping the rows filtered
+at most 2,048 rows, or Milvus' own engine's rule up to 16,384). Lite walks the graph skipping the rows filtered
 out, and misses many of the best: a community of 60 memories in the partition of one of 2,000 lost a
 quarter of its top 10 (`tests/test_lite_masks.py`). Lite's flat index is searched exactly already,
 so the tests against stock Lite (flat) are unchanged.
@@ -466,18 +466,21 @@ def dense(query_vectors: np.ndarray, segments: Iterable[Any], memtable: Any, del
 
 
 EXACT_ROWS = 2048  # a segment whose filter keeps at most this many rows is searched exactly
+EXACT_MOST = 16_384  # and never more than this many (Lite copies the rows kept to score them)
 
 
 def _exact_is_better(mask: np.ndarray, top_k: int) -> bool:
     """Whether the rows of a segment that `mask` keeps (some, not all) are better scored one by one
-    than found through its graph index. Milvus' engine (knowhere's HNSW) scores them when the filter
-    drops at least 93% of the rows or top_k is at least half the rows kept; here also when it keeps at
-    most EXACT_ROWS. A graph walk that may return only some rows misses many of the best and is slower
-    than scoring those rows (measured, HNSW with ef 64, 384 dimensions, random vectors: 50 rows kept
-    of 1,000: 17 of the top 20 found, 0.05 ms against 0.02; 256 of 5,000: 10 of 20, 0.08 ms against
-    0.03; 2,500 of 5,000: 14 of 20, 0.18 ms against 0.15)."""
+    than found through its graph index: when they are at most EXACT_ROWS or twice top_k, or at most
+    7% of the segment's rows (and EXACT_MOST). Milvus' engine (knowhere's HNSW) scores them when the
+    filter drops at least 93% of the rows or top_k is at least half the rows kept. A graph walk that
+    may return only some rows misses many of the best and is slower than scoring that many rows
+    (measured, HNSW with ef 64, 384 dimensions, random vectors: 50 rows kept of 1,000: 17 of the top
+    20 found, 0.05 ms against 0.02; 256 of 5,000: 10 of 20, 0.08 ms against 0.03; 2,500 of 5,000:
+    14 of 20, 0.18 ms against 0.15)."""
     kept = int(np.count_nonzero(mask))
-    return kept < len(mask) and (kept <= EXACT_ROWS or kept <= 0.07 * len(mask) or top_k >= kept / 2)
+    return kept < len(mask) and (kept <= max(EXACT_ROWS, 2 * top_k)
+                                 or (kept <= 0.07 * len(mask) and kept <= EXACT_MOST))
 
 
 def _wanted(output_fields: list[str] | None, pk_field: str) -> frozenset[str] | None:
