@@ -34,11 +34,11 @@ search whose plan has no dynamic field (the memory's): the same fields in the sa
 work such a plan discards (~30 µs a row).
 
 One change of result, in the dense search: a segment with a graph index (HNSW) whose rows the filter
-keeps only some of is searched exactly, row by row, when it keeps few of them (`_exact_is_better`:
-at most 2,048 rows, or Milvus' own engine's rule up to 16,384). Lite walks the graph skipping the rows filtered
-out, and misses many of the best: a community of 60 memories in the partition of one of 2,000 lost a
-quarter of its top 10 (`tests/test_lite_masks.py`). Lite's flat index is searched exactly already,
-so the tests against stock Lite (flat) are unchanged.
+keeps only some of is searched exactly, row by row, when it keeps few of them (`_exact_is_better`: at
+most 2,048 rows, or Milvus' own engine's rule, up to 16,384). Lite walks the graph skipping the rows
+filtered out, and misses many of the best: a community of 60 memories in the partition of one of
+2,000 lost a quarter of its top 10 (`tests/test_lite_masks.py`). Lite's flat index is searched
+exactly already, so the tests against stock Lite (flat) are unchanged.
 
 Two more things Lite redid at every search, now kept (issue 10): which rows of a segment a filter
 keeps (`_filter_mask`: per segment and compiled filter; a hybrid recall filters the same segment for
@@ -472,15 +472,14 @@ EXACT_MOST = 16_384  # and never more than this many (Lite copies the rows kept 
 def _exact_is_better(mask: np.ndarray, top_k: int) -> bool:
     """Whether the rows of a segment that `mask` keeps (some, not all) are better scored one by one
     than found through its graph index: when they are at most EXACT_ROWS or twice top_k, or at most
-    7% of the segment's rows (and EXACT_MOST). Milvus' engine (knowhere's HNSW) scores them when the
+    7% of the segment's rows, and never more than EXACT_MOST. Milvus' engine (knowhere's HNSW) scores them when the
     filter drops at least 93% of the rows or top_k is at least half the rows kept. A graph walk that
     may return only some rows misses many of the best and is slower than scoring that many rows
     (measured, HNSW with ef 64, 384 dimensions, random vectors: 50 rows kept of 1,000: 17 of the top
     20 found, 0.05 ms against 0.02; 256 of 5,000: 10 of 20, 0.08 ms against 0.03; 2,500 of 5,000:
     14 of 20, 0.18 ms against 0.15)."""
     kept = int(np.count_nonzero(mask))
-    return kept < len(mask) and (kept <= max(EXACT_ROWS, 2 * top_k)
-                                 or (kept <= 0.07 * len(mask) and kept <= EXACT_MOST))
+    return kept < len(mask) and kept <= EXACT_MOST and (kept <= max(EXACT_ROWS, 2 * top_k) or kept <= 0.07 * len(mask))
 
 
 def _wanted(output_fields: list[str] | None, pk_field: str) -> frozenset[str] | None:
@@ -602,7 +601,7 @@ def _segment_rows(segments: Sequence[Any], refs: list[tuple[int, int]],
         result = taken[id(segments[s]), row]
         meta_raw = result.get("$meta")
         if meta_raw is not None:
-            result = dict(result)  # the row as read is kept (_TableRows)
+            result = dict(result)  # the row as read is kept (_SegmentRows)
         if isinstance(meta_raw, str):
             try:
                 meta = json.loads(meta_raw)
